@@ -1,0 +1,19 @@
+// A small fixed thread pool. parallel_for splits [0, n) into one contiguous chunk per
+// thread, always the same way for a given thread count, so results are deterministic.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace qatc {
+
+// Sets the number of worker threads for qatc's own loops and for OpenBLAS.
+// n <= 0 means all hardware threads.
+void set_num_threads(int n);
+int num_threads();
+
+// Runs fn(begin, end) over [0, n) split into at most num_threads() chunks of at least
+// `grain` items. Blocks until done. Exceptions from fn are rethrown in the caller.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace qatc
