@@ -1,0 +1,41 @@
+// 2-D convolution for float training (NHWC input, HWIO weights as Keras stores them).
+#pragma once
+
+#include <cstdint>
+
+#include "nn/padding.h"
+
+namespace qatc::nn {
+
+// Everything the kernels need, computed once by conv2d_geom.
+struct Conv2DGeom {
+  int64_t n, h, w, c;
+  int64_t kh, kw, oc;
+  int64_t stride_h, stride_w;
+  int64_t pad_top, pad_left;
+  int64_t oh, ow;
+};
+
+// Throws qatc::Error for impossible geometry (sizes < 1, 'valid' window larger than the input).
+Conv2DGeom conv2d_geom(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw,
+                       int64_t oc, int64_t stride_h, int64_t stride_w, Padding padding);
+
+// Scratch floats that both conv2d_forward and conv2d_backward need (0 for 1x1 stride-1
+// convolutions). Bounded to about 4M floats unless a single image needs more.
+int64_t conv2d_workspace_floats(const Conv2DGeom& g);
+
+// in [n,h,w,c], w [kh,kw,c,oc], b [oc] or nullptr, workspace [conv2d_workspace_floats(g)]
+// -> out [n,oh,ow,oc]
+// out[i,y,x,o] = b[o] + sum_{ky,kx,ci} in[i, y*stride_h - pad_top + ky, x*stride_w - pad_left + kx, ci]
+//                                      * w[ky,kx,ci,o]     (input outside [0,h)x[0,w) reads as 0)
+void conv2d_forward(float* out, const float* in, const float* w, const float* b,
+                    const Conv2DGeom& g, float* workspace);
+
+// dout [n,oh,ow,oc], in [n,h,w,c], w [kh,kw,c,oc] -> din [n,h,w,c], dw [kh,kw,c,oc], db [oc]
+// Forward: out[i,y,x,o] = b[o] + sum_{ky,kx,ci} in[i, y*sh - pad_top + ky, x*sw - pad_left + kx, ci]
+//                                                * w[ky,kx,ci,o]
+// Accumulates (+=) into din, dw and db; each may be nullptr, meaning "not needed".
+void conv2d_backward(float* din, float* dw, float* db, const float* dout, const float* in,
+                     const float* w, const Conv2DGeom& g, float* workspace);
+
+}  // namespace qatc::nn

@@ -1,0 +1,62 @@
+// Row-major sgemm over OpenBLAS, and the column sums that bias gradients need.
+#include "nn/sgemm.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+#include <vector>
+
+#include "core/error.h"
+#include "core/threads.h"
+
+namespace qatc::nn {
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  QATC_CHECK_GE(m, 0);
+  QATC_CHECK_GE(n, 0);
+  QATC_CHECK_GE(k, 0);
+  if (m == 0 || n == 0) return;
+  // OpenBLAS built without ILP64 takes 32-bit sizes; a silent wrap would corrupt memory.
+  for (int64_t v : {m, n, k, lda, ldb, ldc}) QATC_CHECK_LE(v, static_cast<int64_t>(INT_MAX));
+  if (k == 0) {
+    // Some BLAS builds return early for k == 0 without applying beta.
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+              static_cast<blasint>(ldc));
+}
+
+void add_column_sums(float* acc, const float* x, int64_t rows, int64_t cols) {
+  if (rows <= 0 || cols <= 0) return;
+  // Fixed block size (not derived from the thread count) keeps the summation order fixed.
+  constexpr int64_t kBlockRows = 512;
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  std::vector<double> partial(static_cast<size_t>(blocks * cols), 0.0);
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<float> run(static_cast<size_t>(cols));
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t r0 = blk * kBlockRows, r1 = std::min(rows, r0 + kBlockRows);
+      // Float running sums over at most 512 rows vectorize well; blocks combine in double.
+      std::fill(run.begin(), run.end(), 0.0f);
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* xr = x + r * cols;
+        for (int64_t j = 0; j < cols; ++j) run[static_cast<size_t>(j)] += xr[j];
+      }
+      double* p = partial.data() + blk * cols;
+      for (int64_t j = 0; j < cols; ++j) p[j] = run[static_cast<size_t>(j)];
+    }
+  });
+  for (int64_t j = 0; j < cols; ++j) {
+    double s = 0.0;
+    for (int64_t blk = 0; blk < blocks; ++blk) s += partial[static_cast<size_t>(blk * cols + j)];
+    acc[j] += static_cast<float>(s);
+  }
+}
+
+}  // namespace qatc::nn

@@ -1,0 +1,18 @@
+// The single GEMM entry point of qatc's float layers (row-major, backed by OpenBLAS).
+#pragma once
+
+#include <cstdint>
+
+namespace qatc::nn {
+
+// C[m,n] = alpha * op(A) * op(B) + beta * C, all row-major.
+// op(A) is [m,k] (A stored [k,m] when trans_a), op(B) is [k,n] (B stored [n,k] when trans_b).
+// Threaded by OpenBLAS (qatc::set_num_threads sets its thread count).
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// acc[cols] += sum over rows of x[rows, cols] (bias gradients). Summed in double over fixed
+// row blocks, so the result does not depend on the thread count.
+void add_column_sums(float* acc, const float* x, int64_t rows, int64_t cols);
+
+}  // namespace qatc::nn

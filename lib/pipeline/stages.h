@@ -1,0 +1,34 @@
+// The stages of a recipe (train, eval, report), each reading and writing the run folder.
+// The CLI subcommands are thin wrappers over these functions.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "pipeline/run_folder.h"
+#include "recipe/recipe.h"
+
+namespace qatc::pipeline {
+
+struct StageOptions {
+  bool resume = false;  // train: continue from train_state.ckpt
+};
+
+// Trains the float model and writes float.ckpt. Returns the metrics summary.
+nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt);
+
+// Evaluates every model the run folder holds on the recipe's test split; writes results/<row>.json.
+nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run);
+
+// Writes report.json and report.md from the run folder; returns report.json's content.
+nlohmann::json report_stage(const RunFolder& run);
+
+// The accuracy table of a report as markdown (what `qatc run` prints at the end).
+std::string report_table(const nlohmann::json& report);
+
+// Runs the recipe's stages in order.
+nlohmann::json run_stages(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt);
+
+}  // namespace qatc::pipeline

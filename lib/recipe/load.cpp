@@ -1,0 +1,376 @@
+// Recipe loading: the one place that maps YAML keys to Recipe fields.
+#include "recipe/load.h"
+
+#include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <limits>
+#include <set>
+
+#include "core/file.h"
+#include "recipe/yaml_reader.h"
+
+namespace qatc::recipe {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+const std::vector<std::pair<std::string, Activation>> kActivations = {
+    {"none", Activation::none}, {"relu", Activation::relu}, {"relu6", Activation::relu6}};
+const std::vector<std::pair<std::string, PaddingKind>> kPaddings = {{"valid", PaddingKind::valid},
+                                                                    {"same", PaddingKind::same}};
+const std::vector<std::pair<std::string, Initializer>> kInitializers = {
+    {"glorot_uniform", Initializer::glorot_uniform}, {"glorot_normal", Initializer::glorot_normal},
+    {"he_uniform", Initializer::he_uniform},         {"he_normal", Initializer::he_normal},
+    {"zeros", Initializer::zeros},                   {"ones", Initializer::ones}};
+const std::vector<std::pair<std::string, LayerType>> kLayerTypes = {
+    {"conv2d", LayerType::conv2d},   {"dense", LayerType::dense},
+    {"relu", LayerType::relu},       {"relu6", LayerType::relu6},
+    {"maxpool", LayerType::maxpool}, {"avgpool", LayerType::avgpool},
+    {"global_avgpool", LayerType::global_avgpool}, {"batchnorm", LayerType::batchnorm},
+    {"flatten", LayerType::flatten}, {"dropout", LayerType::dropout}};
+const std::vector<std::pair<std::string, Stage>> kStages = {
+    {"train", Stage::train}, {"eval", Stage::eval}, {"report", Stage::report}};
+const std::vector<std::pair<std::string, OptimizerKind>> kOptimizers = {
+    {"sgd", OptimizerKind::sgd}, {"adam", OptimizerKind::adam}, {"adamw", OptimizerKind::adamw}};
+const std::vector<std::pair<std::string, ScheduleKind>> kSchedules = {
+    {"constant", ScheduleKind::constant}, {"step", ScheduleKind::step}, {"cosine", ScheduleKind::cosine}};
+
+template <typename E>
+const char* name_of(const std::vector<std::pair<std::string, E>>& names, E v) {
+  for (const auto& [n, e] : names)
+    if (e == v) return n.c_str();
+  return "?";
+}
+
+void read_positive_pair(MapReader& r, const std::string& key, int64_t& a, int64_t& b) {
+  r.read_pair(key, a, b);
+  r.check_range(key, static_cast<double>(std::min(a, b)), 1, kInf);
+}
+
+Conv2DSpec read_conv2d(MapReader& r) {
+  Conv2DSpec s;
+  r.require("filters");
+  r.read("filters", s.filters);
+  r.check_range("filters", static_cast<double>(s.filters), 1, 1 << 16);
+  r.require("kernel");
+  read_positive_pair(r, "kernel", s.kernel_h, s.kernel_w);
+  read_positive_pair(r, "strides", s.stride_h, s.stride_w);
+  r.read_enum("padding", s.padding, kPaddings);
+  r.read("use_bias", s.use_bias);
+  r.read_enum("activation", s.activation, kActivations);
+  r.read_enum("kernel_initializer", s.kernel_initializer, kInitializers);
+  r.read_enum("bias_initializer", s.bias_initializer, kInitializers);
+  return s;
+}
+
+DenseSpec read_dense(MapReader& r) {
+  DenseSpec s;
+  r.require("units");
+  r.read("units", s.units);
+  r.check_range("units", static_cast<double>(s.units), 1, 1 << 24);
+  r.read("use_bias", s.use_bias);
+  r.read_enum("activation", s.activation, kActivations);
+  r.read_enum("kernel_initializer", s.kernel_initializer, kInitializers);
+  r.read_enum("bias_initializer", s.bias_initializer, kInitializers);
+  return s;
+}
+
+Pool2DSpec read_pool(MapReader& r) {
+  Pool2DSpec s;
+  read_positive_pair(r, "pool", s.pool_h, s.pool_w);
+  s.stride_h = s.pool_h;
+  s.stride_w = s.pool_w;
+  read_positive_pair(r, "strides", s.stride_h, s.stride_w);
+  r.read_enum("padding", s.padding, kPaddings);
+  return s;
+}
+
+LayerSpec read_layer(const YAML::Node& node, size_t index, ReadContext& ctx) {
+  std::string path = "model.layers." + std::to_string(index);
+  MapReader r(node, path, ctx);
+  if (!node.IsMap()) r.error_here("each layer must be a map with a 'type' key");
+  LayerSpec l;
+  l.origin.where = where_of(ctx, node, path);
+  r.require("type");
+  l.type = LayerType::conv2d;
+  r.read_enum("type", l.type, kLayerTypes);
+  r.read("name", l.name);
+  if (r.has("inputs")) {
+    YAML::Node in = r.node("inputs");
+    if (in.IsScalar()) {
+      l.inputs.push_back(in.Scalar());
+    } else if (in.IsSequence()) {
+      for (const auto& i : in) {
+        if (!i.IsScalar()) throw Error(where_of(ctx, i, path + ".inputs") + ": 'inputs' must be layer names");
+        l.inputs.push_back(i.Scalar());
+      }
+    } else {
+      r.error("inputs", "'inputs' must be a layer name or a list of layer names");
+    }
+  } else {
+    r.node("inputs");
+  }
+  switch (l.type) {
+    case LayerType::conv2d: l.attrs = read_conv2d(r); break;
+    case LayerType::dense: l.attrs = read_dense(r); break;
+    case LayerType::maxpool:
+    case LayerType::avgpool: l.attrs = read_pool(r); break;
+    case LayerType::batchnorm: {
+      BatchNormSpec s;
+      r.read("momentum", s.momentum);
+      r.check_range("momentum", s.momentum, 0, 1);
+      r.read("epsilon", s.epsilon);
+      r.check_range("epsilon", s.epsilon, 1e-12, 1);
+      l.attrs = s;
+      break;
+    }
+    case LayerType::dropout: {
+      DropoutSpec s;
+      r.read("rate", s.rate);
+      r.check_range("rate", s.rate, 0, 0.99);
+      l.attrs = s;
+      break;
+    }
+    default: l.attrs = NoAttrs{};
+  }
+  if (l.name.empty()) l.name = std::string(name_of(kLayerTypes, l.type)) + "_" + std::to_string(index);
+  r.finish();
+  return l;
+}
+
+ModelSpec read_model(MapReader& r) {
+  ModelSpec m;
+  r.require("input");
+  r.read_int_list("input", m.input);
+  if (m.input.size() != 3) r.error("input", "'model.input' must be [height, width, channels]");
+  for (int64_t d : m.input)
+    if (d < 1 || d > 65536) r.error("input", "'model.input' dimensions must be in [1, 65536]");
+  r.require("layers");
+  YAML::Node layers = r.node("layers");
+  if (!layers.IsSequence() || layers.size() == 0) r.error("layers", "'model.layers' must be a non-empty list of layers");
+  std::set<std::string> names;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    LayerSpec l = read_layer(layers[i], i, r.context());
+    if (!names.insert(l.name).second)
+      throw Error(l.origin.where + ": duplicate layer name '" + l.name + "'; layer names must be unique");
+    m.layers.push_back(std::move(l));
+  }
+  r.finish();
+  return m;
+}
+
+DataSpec read_data(MapReader& r) {
+  DataSpec d;
+  r.require("dataset");
+  r.read("dataset", d.dataset);
+  r.read("path", d.path);
+  r.read("validation_split", d.validation_split);
+  r.check_range("validation_split", d.validation_split, 0, 0.9);
+  r.read("train_subset", d.train_subset);
+  r.check_range("train_subset", static_cast<double>(d.train_subset), 0, kInf);
+  r.read("mean", d.mean);
+  r.read("std", d.std);
+  r.check_range("std", d.std, 1e-6, kInf);
+  r.finish();
+  return d;
+}
+
+OptimizerSpec read_optimizer(MapReader& r) {
+  OptimizerSpec o;
+  r.read_enum("type", o.type, kOptimizers);
+  r.read("lr", o.lr);
+  r.check_range("lr", o.lr, 0, 10);
+  r.read("momentum", o.momentum);
+  r.check_range("momentum", o.momentum, 0, 0.9999);
+  r.read("nesterov", o.nesterov);
+  r.read("beta1", o.beta1);
+  r.check_range("beta1", o.beta1, 0, 0.9999999);
+  r.read("beta2", o.beta2);
+  r.check_range("beta2", o.beta2, 0, 0.9999999);
+  r.read("epsilon", o.epsilon);
+  r.check_range("epsilon", o.epsilon, 1e-12, 1);
+  r.read("weight_decay", o.weight_decay);
+  r.check_range("weight_decay", o.weight_decay, 0, 1);
+  if (o.type != OptimizerKind::sgd && (r.has("momentum") || r.has("nesterov")))
+    r.error(r.has("momentum") ? "momentum" : "nesterov", "'momentum' and 'nesterov' apply to optimizer type sgd only");
+  if (o.nesterov && o.momentum == 0.0) r.error("nesterov", "'nesterov: true' needs a momentum > 0");
+  r.finish();
+  return o;
+}
+
+ScheduleSpec read_schedule(MapReader& r) {
+  ScheduleSpec s;
+  r.read_enum("type", s.type, kSchedules);
+  r.read("warmup_steps", s.warmup_steps);
+  r.check_range("warmup_steps", static_cast<double>(s.warmup_steps), 0, kInf);
+  r.read("step_size", s.step_size);
+  r.check_range("step_size", static_cast<double>(s.step_size), 0, kInf);
+  r.read("gamma", s.gamma);
+  r.check_range("gamma", s.gamma, 0, 1);
+  r.read("min_lr", s.min_lr);
+  r.check_range("min_lr", s.min_lr, 0, 10);
+  r.finish();
+  return s;
+}
+
+TrainSpec read_train(MapReader& r) {
+  TrainSpec t;
+  r.read("epochs", t.epochs);
+  r.check_range("epochs", static_cast<double>(t.epochs), 1, 100000);
+  r.read("batch_size", t.batch_size);
+  r.check_range("batch_size", static_cast<double>(t.batch_size), 1, 1 << 20);
+  MapReader opt = r.map("optimizer");
+  t.optimizer = read_optimizer(opt);
+  MapReader sched = r.map("schedule");
+  t.schedule = read_schedule(sched);
+  r.read("shuffle", t.shuffle);
+  r.read("checkpoint_every_steps", t.checkpoint_every_steps);
+  r.check_range("checkpoint_every_steps", static_cast<double>(t.checkpoint_every_steps), 0, kInf);
+  r.finish();
+  return t;
+}
+
+// Applies one "a.b.c=value" override to the document.
+void apply_override(YAML::Node root, const std::string& spec, ReadContext& ctx) {
+  auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0)
+    fail("--set {}: expected KEY=VALUE, for example --set train.epochs=3", spec);
+  std::string key = spec.substr(0, eq);
+  std::string value = spec.substr(eq + 1);
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    fail("--set {}: value is not valid YAML: {}", spec, e.msg);
+  }
+  std::vector<std::string> parts;
+  for (size_t b = 0;;) {
+    size_t d = key.find('.', b);
+    parts.push_back(key.substr(b, d == std::string::npos ? std::string::npos : d - b));
+    if (d == std::string::npos) break;
+    b = d + 1;
+  }
+  for (const auto& p : parts)
+    if (p.empty()) fail("--set {}: empty key segment", spec);
+  // yaml-cpp nodes are handles: walking with reassignment would rebind, so recurse.
+  std::function<void(YAML::Node, size_t)> set_at = [&](YAML::Node node, size_t i) {
+    const std::string& p = parts[i];
+    bool last = i + 1 == parts.size();
+    if (node.IsSequence()) {
+      size_t idx = 0;
+      try {
+        size_t used = 0;
+        idx = std::stoul(p, &used);
+        if (used != p.size()) throw std::invalid_argument(p);
+      } catch (const std::exception&) {
+        fail("--set {}: '{}' is a list; address its items by index", spec, p);
+      }
+      if (idx >= node.size()) fail("--set {}: index {} is past the end of a list of {}", spec, idx, node.size());
+      if (last) node[idx] = parsed;
+      else set_at(node[idx], i + 1);
+      return;
+    }
+    if (!node.IsMap() && !node.IsNull())
+      fail("--set {}: '{}' is a value, not a section", spec, parts[i - 1]);
+    if (last) {
+      node[p] = parsed;
+    } else {
+      YAML::Node child = node[p];
+      if (!child.IsDefined() || child.IsNull()) node[p] = YAML::Node(YAML::NodeType::Map);
+      set_at(node[p], i + 1);
+    }
+  };
+  set_at(root, 0);
+  ctx.overridden.insert(key);
+}
+
+}  // namespace
+
+const char* to_string(LayerType t) { return name_of(kLayerTypes, t); }
+const char* to_string(Stage s) { return name_of(kStages, s); }
+const char* to_string(Activation a) { return name_of(kActivations, a); }
+
+Recipe parse_recipe(const std::string& text, const std::string& label, const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw Error(fmt::format("{}:{}:{}: YAML syntax error: {}", label, e.mark.line + 1, e.mark.column + 1, e.msg));
+  }
+  if (!root.IsMap()) throw Error(label + ": a recipe must be a YAML map (name, model, data, train, ...)");
+  ReadContext ctx;
+  ctx.file = label;
+  for (const auto& o : overrides) apply_override(root, o, ctx);
+
+  Recipe rc;
+  rc.file = label;
+  MapReader r(root, "", ctx);
+  r.require("name");
+  r.read("name", rc.name);
+  if (rc.name.empty() || rc.name.find_first_of("/\\ \t") != std::string::npos || rc.name == "." || rc.name == "..")
+    r.error("name", "'name' must be a non-empty word without slashes or spaces (it names the run folder)");
+  r.read("seed", rc.seed);
+  if (r.has("stages")) {
+    YAML::Node st = r.node("stages");
+    if (!st.IsSequence() || st.size() == 0) r.error("stages", "'stages' must be a non-empty list");
+    for (const auto& s : st) {
+      std::string n = s.IsScalar() ? s.Scalar() : "";
+      bool found = false;
+      for (const auto& [sn, sv] : kStages)
+        if (sn == n) {
+          rc.stages.push_back(sv);
+          found = true;
+        }
+      if (!found) {
+        std::string choices;
+        for (const auto& [sn, sv] : kStages) choices += (choices.empty() ? "" : ", ") + sn;
+        throw Error(where_of(ctx, s, "stages") + ": unknown stage '" + n + "'; expected one of: " + choices);
+      }
+    }
+  } else {
+    r.node("stages");
+    rc.stages = {Stage::train, Stage::eval, Stage::report};
+  }
+  {
+    MapReader m = r.map("model");
+    if (!r.has("model")) r.error_here("missing required key 'model'");
+    rc.model = read_model(m);
+  }
+  {
+    MapReader d = r.map("data");
+    if (!r.has("data")) r.error_here("missing required key 'data'");
+    rc.data = read_data(d);
+  }
+  {
+    MapReader t = r.map("train");
+    rc.train = read_train(t);
+  }
+  {
+    MapReader e = r.map("eval");
+    e.read("batch_size", rc.eval.batch_size);
+    e.check_range("batch_size", static_cast<double>(rc.eval.batch_size), 1, 1 << 20);
+    e.finish();
+  }
+  r.finish();
+
+  YAML::Emitter out;
+  out << root;
+  rc.resolved_yaml = out.c_str();
+  if (!ctx.defaults_used.empty()) {
+    std::string line;
+    for (const auto& d : ctx.defaults_used) line += (line.empty() ? "" : ", ") + d;
+    spdlog::debug("{}: defaults used: {}", label, line);
+  }
+  return rc;
+}
+
+Recipe load_recipe(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec))
+    fail("{}: recipe file not found (recipes ship under recipes/, e.g. recipes/mnist/tfmot_cnn.yaml)", file.string());
+  return parse_recipe(read_file(file), file.string(), overrides);
+}
+
+}  // namespace qatc::recipe

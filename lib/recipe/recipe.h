@@ -1,0 +1,127 @@
+// The typed recipe: every YAML key maps to exactly one field here. docs/recipes.md documents
+// each key; lib/recipe/load.cpp is the only code that reads YAML into these structs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace qatc::recipe {
+
+// Where a value came from, for error messages: "recipe.yaml:12:5" or "--set train.epochs".
+struct Origin {
+  std::string where;
+};
+
+enum class Activation { none, relu, relu6 };
+enum class PaddingKind { valid, same };
+enum class Initializer { glorot_uniform, glorot_normal, he_uniform, he_normal, zeros, ones };
+
+struct Conv2DSpec {
+  int64_t filters = 0;
+  int64_t kernel_h = 0, kernel_w = 0;
+  int64_t stride_h = 1, stride_w = 1;
+  PaddingKind padding = PaddingKind::valid;
+  bool use_bias = true;
+  Activation activation = Activation::none;
+  Initializer kernel_initializer = Initializer::glorot_uniform;
+  Initializer bias_initializer = Initializer::zeros;
+};
+struct DenseSpec {
+  int64_t units = 0;
+  bool use_bias = true;
+  Activation activation = Activation::none;
+  Initializer kernel_initializer = Initializer::glorot_uniform;
+  Initializer bias_initializer = Initializer::zeros;
+};
+struct Pool2DSpec {
+  int64_t pool_h = 2, pool_w = 2;
+  int64_t stride_h = 0, stride_w = 0;  // 0: equal to the pool size (Keras default)
+  PaddingKind padding = PaddingKind::valid;
+};
+struct BatchNormSpec {
+  double momentum = 0.99;  // Keras defaults
+  double epsilon = 1e-3;
+};
+struct DropoutSpec {
+  double rate = 0.5;
+};
+struct NoAttrs {};
+
+enum class LayerType { conv2d, dense, relu, relu6, maxpool, avgpool, global_avgpool, batchnorm, flatten, dropout };
+
+struct LayerSpec {
+  LayerType type;
+  std::string name;                 // unique; generated as <type>_<index> when not given
+  std::vector<std::string> inputs;  // empty: the previous layer (or the model input)
+  std::variant<NoAttrs, Conv2DSpec, DenseSpec, Pool2DSpec, BatchNormSpec, DropoutSpec> attrs;
+  Origin origin;
+};
+
+struct ModelSpec {
+  std::vector<int64_t> input;  // [h, w, c]
+  std::vector<LayerSpec> layers;
+};
+
+struct DataSpec {
+  std::string dataset;          // mnist | fashion_mnist
+  std::string path;             // "" = standard location (fetched on first use)
+  double validation_split = 0;  // last fraction of the training split, as Keras does
+  int64_t train_subset = 0;     // 0 = all training images
+  // Input scaling: x = (pixel / 255 - mean) / std.
+  double mean = 0.0, std = 1.0;
+};
+
+enum class OptimizerKind { sgd, adam, adamw };
+struct OptimizerSpec {
+  OptimizerKind type = OptimizerKind::adam;
+  double lr = 1e-3;
+  double momentum = 0.0;  // sgd
+  bool nesterov = false;  // sgd
+  double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7;  // adam/adamw (Keras epsilon)
+  double weight_decay = 0.0;  // L2 added to the gradient (sgd/adam) or decoupled (adamw)
+};
+
+enum class ScheduleKind { constant, step, cosine };
+struct ScheduleSpec {
+  ScheduleKind type = ScheduleKind::constant;
+  int64_t warmup_steps = 0;  // linear warm-up from 0 to lr
+  int64_t step_size = 0;     // step: decay every step_size steps (0: every epoch)
+  double gamma = 0.1;        // step: factor
+  double min_lr = 0.0;       // cosine: floor
+};
+
+struct TrainSpec {
+  int64_t epochs = 1;
+  int64_t batch_size = 32;
+  OptimizerSpec optimizer;
+  ScheduleSpec schedule;
+  bool shuffle = true;
+  int64_t checkpoint_every_steps = 0;  // 0: at the end of every epoch only
+};
+
+struct EvalSpec {
+  int64_t batch_size = 256;
+};
+
+enum class Stage { train, eval, report };
+
+struct Recipe {
+  std::string file;  // where it was loaded from
+  std::string name;
+  uint64_t seed = 0;
+  std::vector<Stage> stages;
+  ModelSpec model;
+  DataSpec data;
+  TrainSpec train;
+  EvalSpec eval;
+  std::string resolved_yaml;  // the recipe after --set overrides, embedded in checkpoints
+};
+
+const char* to_string(LayerType t);
+const char* to_string(Stage s);
+const char* to_string(Activation a);
+
+}  // namespace qatc::recipe

@@ -1,0 +1,22 @@
+// Accuracy and mean loss of a model over a set of examples (eval mode, batched).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "data/dataset.h"
+#include "recipe/recipe.h"
+#include "train/model.h"
+
+namespace qatc::train {
+
+struct EvalResult {
+  double accuracy = 0, loss = 0;
+  int64_t examples = 0, correct = 0;
+  double seconds = 0;
+};
+
+EvalResult evaluate(Trainable& model, const data::Dataset& ds, const std::vector<int32_t>& indices,
+                    const recipe::DataSpec& norm, int64_t batch_size);
+
+}  // namespace qatc::train

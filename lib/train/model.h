@@ -1,0 +1,43 @@
+// What the training loop trains: a forward/backward pair over one flat parameter buffer.
+// The float engine implements it now; the fake-quant (QAT) engine implements it too.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "nn/engine.h"
+#include "nn/graph.h"
+
+namespace qatc::train {
+
+class Trainable {
+ public:
+  virtual ~Trainable() = default;
+  virtual const nn::Graph& graph() const = 0;
+  // Logits [n, classes] for input [n, h, w, c].
+  virtual const float* forward(const float* x, int64_t n, nn::Mode mode, uint64_t step_seed) = 0;
+  // Accumulates gradients of the last train-mode forward into grads().
+  virtual void backward(const float* dlogits) = 0;
+  // Called before each training step with the global step (schedules such as BN freezing).
+  virtual void before_step(int64_t /*global_step*/) {}
+  std::vector<float>& params() { return params_; }
+  std::vector<float>& grads() { return grads_; }
+
+ protected:
+  std::vector<float> params_, grads_;
+};
+
+// The plain float model.
+class FloatModel : public Trainable {
+ public:
+  FloatModel(const nn::Graph& g, std::vector<float> params, int64_t max_batch, bool with_grads);
+  const nn::Graph& graph() const override { return g_; }
+  const float* forward(const float* x, int64_t n, nn::Mode mode, uint64_t step_seed) override;
+  void backward(const float* dlogits) override;
+
+ private:
+  const nn::Graph& g_;
+  nn::FloatEngine engine_;
+};
+
+}  // namespace qatc::train
