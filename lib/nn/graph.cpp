@@ -83,6 +83,12 @@ int Graph::find(const std::string& name) const {
   return -1;
 }
 
+int Graph::find_param(const std::string& name) const {
+  for (size_t i = 0; i < params.size(); ++i)
+    if (params[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
 int64_t Graph::trainable_count() const {
   int64_t n = 0;
   for (const auto& p : params)

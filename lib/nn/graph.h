@@ -64,7 +64,8 @@ struct Graph {
   const Node& output() const { return nodes.back(); }
   int64_t classes() const { return numel(nodes.back().shape); }
   const ParamInfo& param(const Node& n, size_t i) const { return params[static_cast<size_t>(n.params.at(i))]; }
-  int find(const std::string& name) const;  // -1 when absent
+  int find(const std::string& name) const;        // node index, -1 when absent
+  int find_param(const std::string& name) const;  // parameter index, -1 when absent
   int64_t trainable_count() const;
 };
 

@@ -11,8 +11,9 @@ namespace qatc::nn {
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
-// acc[cols] += sum over rows of x[rows, cols] (bias gradients). Summed in double over fixed
-// row blocks, so the result does not depend on the thread count.
+// acc[cols] += sum over rows of x[rows, cols] (bias gradients). Rows are summed in float within
+// fixed 512-row blocks and the blocks are combined in double, so the result is accurate and
+// does not depend on the thread count.
 void add_column_sums(float* acc, const float* x, int64_t rows, int64_t cols);
 
 }  // namespace qatc::nn
