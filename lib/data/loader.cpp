@@ -47,10 +47,10 @@ void gather_batch(const Dataset& ds, const int32_t* idx, int64_t n, const recipe
 
 void check_fits(const Dataset& ds, const std::vector<int64_t>& input, int64_t classes, const std::string& model) {
   if (input.size() != 3 || ds.h != input[0] || ds.w != input[1] || ds.c != input[2])
-    fail("{}: images are {}x{}x{} but the model '{}' takes input [{}, {}, {}]; fix model.input or the data", ds.name,
+    fail("{}: images are {}x{}x{} but the model in {} takes input [{}, {}, {}]; fix model.input or the data", ds.name,
          ds.h, ds.w, ds.c, model, input.at(0), input.at(1), input.at(2));
   if (ds.classes > classes)
-    fail("{}: {} classes but the model '{}' outputs {} logits; the last dense layer needs units: {}", ds.name,
+    fail("{}: {} classes but the model in {} outputs {} logits; the last dense layer needs units: {}", ds.name,
          ds.classes, model, classes, ds.classes);
 }
 

@@ -48,7 +48,14 @@ nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const
                g.param_floats, g.trainable_count(), nn::macs_per_example(g), split.train.size(),
                split.validation.size());
 
-  if (!opt.resume) {
+  if (opt.resume) {
+    // Refuse a wrong or damaged state before anything in the run folder is touched.
+    std::error_code ec;
+    if (!std::filesystem::exists(run.train_state(), ec))
+      fail("--resume: no training state at {}; run without --resume to start from scratch",
+           run.train_state().string());
+    train::check_matches(train::load_checkpoint(run.train_state()), g, run.train_state().string());
+  } else {
     // A fresh run must not mix its metrics or results with an earlier run's.
     remove_if_exists(run.root / "metrics.jsonl");
     remove_if_exists(run.train_state());

@@ -378,5 +378,5 @@ TEST_CASE("idx: random damage to valid files only ever raises qatc::Error") {
     fs::remove(p);
   }
   CHECK(rejected > 0);
-  MESSAGE("fuzz: " << loaded << " damaged files still loaded (pixel-only damage), " << rejected << " rejected");
+  MESSAGE("fuzz: " << loaded << " damaged files still valid (pixel bytes, gzip header fields, junk after the gzip stream), " << rejected << " rejected");
 }

@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "nn/conv2d.h"
 #include "nn/gradcheck.h"

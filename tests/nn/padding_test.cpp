@@ -1,6 +1,7 @@
 // Tests for the TensorFlow 'same' / 'valid' padding rule.
 #include <doctest/doctest.h>
 
+#include "core/error.h"
 #include "nn/padding.h"
 
 using namespace qatc::nn;
