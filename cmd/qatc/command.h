@@ -28,6 +28,8 @@ class Command {
 
 std::unique_ptr<Command> make_run(CLI::App& parent);
 std::unique_ptr<Command> make_train(CLI::App& parent);
+std::unique_ptr<Command> make_ptq(CLI::App& parent);
+std::unique_ptr<Command> make_qat(CLI::App& parent);
 std::unique_ptr<Command> make_eval(CLI::App& parent);
 std::unique_ptr<Command> make_report(CLI::App& parent);
 

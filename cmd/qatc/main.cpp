@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<cli::Command>> commands;
   commands.push_back(cli::make_run(app));
   commands.push_back(cli::make_train(app));
+  commands.push_back(cli::make_ptq(app));
+  commands.push_back(cli::make_qat(app));
   commands.push_back(cli::make_eval(app));
   commands.push_back(cli::make_report(app));
 

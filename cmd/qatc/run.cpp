@@ -18,7 +18,7 @@ class Run : public Command {
   int execute(const Globals& g) override {
     recipe::Recipe rc = recipe::load_recipe(flags.recipe, flags.sets);
     pipeline::RunFolder run = pipeline::run_folder_for(rc.name, flags.out);
-    nlohmann::json out = pipeline::run_stages(rc, run, {resume});
+    nlohmann::json out = pipeline::run_stages(rc, run, {resume, {}});
     if (g.json) {
       print_json(out);
     } else if (out.contains("report")) {

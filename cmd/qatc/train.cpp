@@ -16,7 +16,7 @@ class Train : public Command {
   int execute(const Globals& g) override {
     recipe::Recipe rc = recipe::load_recipe(flags.recipe, flags.sets);
     pipeline::RunFolder run = pipeline::run_folder_for(rc.name, flags.out);
-    nlohmann::json out = pipeline::train_stage(rc, run, {resume});
+    nlohmann::json out = pipeline::train_stage(rc, run, {resume, {}});
     if (g.json) print_json(out);
     return 0;
   }

@@ -1,5 +1,6 @@
-// Batch normalization kernels. Per-channel reductions run over fixed row blocks summed in
-// double, so results are accurate and do not depend on the thread count.
+// Batch normalization kernels (train and eval, forward and backward).
+// Per-channel reductions run over fixed row blocks summed in double, so results are
+// accurate and do not depend on the thread count.
 #include "nn/batchnorm.h"
 
 #include <algorithm>

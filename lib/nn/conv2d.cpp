@@ -171,7 +171,7 @@ void conv2d_backward(float* din, float* dw, float* db, const float* dout, const 
     if (dw) {
       // dw[K, oc] += cols^T * dout; beta = 1 carries the sum across chunks.
       im2col(workspace, in + in_off, g, imgs);
-      sgemm(true, false, K, g.oc, rows, 1.0f, workspace, K, dout_c, g.oc, i0 == 0 ? 1.0f : 0.0f, dw, g.oc);
+      sgemm(true, false, K, g.oc, rows, 1.0f, workspace, K, dout_c, g.oc, 1.0f, dw, g.oc);
     }
     if (din) {
       // The cols are no longer needed, so dcols = dout * w^T reuses the same scratch.

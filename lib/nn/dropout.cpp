@@ -1,5 +1,6 @@
-// Dropout: the mask is drawn in fixed-size chunks, each from its own derived seed, so threads
-// can draw chunks in any order and the mask never depends on how the work was split.
+// Inverted dropout forward and backward.
+// The mask is drawn in fixed-size chunks, each from its own derived seed, so threads can
+// draw chunks in any order and the mask never depends on how the work was split.
 #include "nn/dropout.h"
 
 #include <algorithm>

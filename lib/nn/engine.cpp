@@ -35,8 +35,8 @@ Pool2DGeom pool_geom(const Graph& g, const Node& n, int64_t batch) {
 
 }  // namespace
 
-FloatEngine::FloatEngine(const Graph& g, int64_t max_batch, bool with_grads)
-    : g_(g), max_batch_(0), with_grads_(with_grads) {
+FloatEngine::FloatEngine(const Graph& g, int64_t max_batch, bool with_grads, EngineHooks* hooks)
+    : g_(g), max_batch_(0), with_grads_(with_grads), hooks_(hooks ? hooks : &no_hooks_) {
   QATC_CHECK_GE(max_batch, 1);
   reserve(max_batch);
 }
@@ -50,6 +50,7 @@ void FloatEngine::reserve(int64_t max_batch) {
   act_buf_.resize(nn);
   grad_buf_.resize(nn);
   out_.assign(nn, nullptr);
+  weights_.assign(nn, nullptr);
   grad_.assign(nn, nullptr);
   argmax_.resize(nn);
   mask_.resize(nn);
@@ -59,7 +60,7 @@ void FloatEngine::reserve(int64_t max_batch) {
   for (size_t i = 0; i < nn; ++i) {
     const Node& n = g.nodes[i];
     const auto size = static_cast<size_t>(max_batch * numel(n.shape));
-    if (n.op != Op::flatten && n.op != Op::input) act_buf_[i].resize(size);
+    if ((n.op != Op::flatten && n.op != Op::input) || hooks_->transforms_output(i)) act_buf_[i].resize(size);
     if (with_grads && i > 0 && n.op != Op::flatten) grad_buf_[i].resize(size);
     if (n.op == Op::maxpool) argmax_[i].resize(size);
     if (n.op == Op::dropout) mask_[i].resize(size);
@@ -84,11 +85,17 @@ const float* FloatEngine::forward(const float* input, int64_t n, Mode mode, floa
   n_ = n;
   mode_ = mode;
   out_[0] = input;
+  if (hooks_->transforms_output(0)) {
+    const int64_t count = n * numel(g_.nodes[0].shape);
+    std::memcpy(act_buf_[0].data(), input, static_cast<size_t>(count) * sizeof(float));
+    hooks_->output(0, act_buf_[0].data(), count, mode);
+    out_[0] = act_buf_[0].data();
+  }
   for (size_t i = 1; i < g_.nodes.size(); ++i) {
     const Node& node = g_.nodes[i];
     const size_t src = static_cast<size_t>(node.inputs[0]);
     const float* in = out_[src];
-    if (is_alias(node, mode)) {
+    if (is_alias(node, mode) && !hooks_->transforms_output(i)) {
       out_[i] = in;
       continue;
     }
@@ -98,13 +105,16 @@ const float* FloatEngine::forward(const float* input, int64_t n, Mode mode, floa
     switch (node.op) {
       case Op::conv2d: {
         const auto& a = std::get<Conv2DAttrs>(node.attrs);
-        conv2d_forward(out, in, P(0), a.use_bias ? P(1) : nullptr, conv_geom(g_, node, n), workspace_.data());
+        weights_[i] = hooks_->weights(i, P(0), mode);
+        conv2d_forward(out, in, weights_[i], a.use_bias ? P(1) : nullptr, conv_geom(g_, node, n),
+                       workspace_.data());
         break;
       }
       case Op::dense: {
         const auto& a = std::get<DenseAttrs>(node.attrs);
         const int64_t in_f = numel(g_.nodes[src].shape);
-        dense_forward(out, in, P(0), a.use_bias ? P(1) : nullptr, n, in_f, node.shape[0]);
+        weights_[i] = hooks_->weights(i, P(0), mode);
+        dense_forward(out, in, weights_[i], a.use_bias ? P(1) : nullptr, n, in_f, node.shape[0]);
         break;
       }
       case Op::relu: relu_forward(out, in, count); break;
@@ -120,7 +130,7 @@ const float* FloatEngine::forward(const float* input, int64_t n, Mode mode, floa
         const auto& a = std::get<BatchNormAttrs>(node.attrs);
         const int64_t c = node.shape.back();
         const int64_t rows = count / c;
-        if (mode == Mode::train) {
+        if (mode == Mode::train && !hooks_->batchnorm_frozen(i)) {
           batchnorm_forward_train(out, bn_mean_[i].data(), bn_var_[i].data(), in, P(0), P(1), a.epsilon, rows, c);
           batchnorm_update_moving(params + g_.param(node, 2).offset, params + g_.param(node, 3).offset,
                                   bn_mean_[i].data(), bn_var_[i].data(), a.momentum, c);
@@ -131,12 +141,16 @@ const float* FloatEngine::forward(const float* input, int64_t n, Mode mode, floa
       }
       case Op::dropout: {
         const auto& a = std::get<DropoutAttrs>(node.attrs);
-        dropout_forward(out, mask_[i].data(), in, count, a.rate, derive_seed(step_seed, 0xD50, i));
+        if (mode == Mode::train) dropout_forward(out, mask_[i].data(), in, count, a.rate, derive_seed(step_seed, 0xD50, i));
+        else std::memcpy(out, in, static_cast<size_t>(count) * sizeof(float));
         break;
       }
       case Op::input:
-      case Op::flatten: break;
+      case Op::flatten:
+        std::memcpy(out, in, static_cast<size_t>(count) * sizeof(float));
+        break;
     }
+    hooks_->output(i, out, count, mode);
     out_[i] = out;
   }
   return out_.back();
@@ -156,6 +170,7 @@ void FloatEngine::backward(const float* dlogits, const float* params, float* gra
     if (node.op == Op::flatten) continue;  // shares its input's gradient buffer
     const size_t src = static_cast<size_t>(node.inputs[0]);
     const float* in = out_[src];
+    hooks_->output_backward(i, grad_[i], n * numel(node.shape));
     const float* dout = grad_[i];
     float* din = grad_[src];  // nullptr for the data input
     const int64_t count = n * numel(node.shape);
@@ -164,14 +179,16 @@ void FloatEngine::backward(const float* dlogits, const float* params, float* gra
     switch (node.op) {
       case Op::conv2d: {
         const auto& a = std::get<Conv2DAttrs>(node.attrs);
-        conv2d_backward(din, G(0), a.use_bias ? G(1) : nullptr, dout, in, P(0), conv_geom(g_, node, n),
+        conv2d_backward(din, G(0), a.use_bias ? G(1) : nullptr, dout, in, weights_[i], conv_geom(g_, node, n),
                         workspace_.data());
+        hooks_->weights_backward(i, G(0), numel(g_.param(node, 0).shape));
         break;
       }
       case Op::dense: {
         const auto& a = std::get<DenseAttrs>(node.attrs);
-        dense_backward(din, G(0), a.use_bias ? G(1) : nullptr, dout, in, P(0), n, numel(g_.nodes[src].shape),
+        dense_backward(din, G(0), a.use_bias ? G(1) : nullptr, dout, in, weights_[i], n, numel(g_.nodes[src].shape),
                        node.shape[0]);
+        hooks_->weights_backward(i, G(0), numel(g_.param(node, 0).shape));
         break;
       }
       case Op::relu:
@@ -194,7 +211,7 @@ void FloatEngine::backward(const float* dlogits, const float* params, float* gra
       case Op::batchnorm: {
         const auto& a = std::get<BatchNormAttrs>(node.attrs);
         const int64_t c = node.shape.back();
-        if (mode_ == Mode::train)
+        if (mode_ == Mode::train && !hooks_->batchnorm_frozen(i))
           batchnorm_backward(din, G(0), G(1), dout, in, P(0), bn_mean_[i].data(), bn_var_[i].data(), a.epsilon,
                              count / c, c);
         else

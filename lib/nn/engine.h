@@ -11,10 +11,29 @@ namespace qatc::nn {
 
 enum class Mode { train, eval };
 
+// Points where a pass (fake quantization) changes what the float engine computes. The
+// default does nothing: the plain float model.
+class EngineHooks {
+ public:
+  virtual ~EngineHooks() = default;
+  // The weights a conv2d/dense node computes with (e.g. BN-folded and fake-quantized).
+  virtual const float* weights(size_t /*node*/, const float* w, Mode /*mode*/) { return w; }
+  // Turns the gradient w.r.t. those effective weights into the stored weights' gradient, in place.
+  virtual void weights_backward(size_t /*node*/, float* /*dw*/, int64_t /*count*/) {}
+  // Whether output() changes node's output (the engine then gives that node its own buffer).
+  virtual bool transforms_output(size_t /*node*/) const { return false; }
+  // Transforms node's freshly computed output in place (fake quantization).
+  virtual void output(size_t /*node*/, float* /*out*/, int64_t /*count*/, Mode /*mode*/) {}
+  // Back-propagates through output(), in place on the gradient of node's output.
+  virtual void output_backward(size_t /*node*/, float* /*dout*/, int64_t /*count*/) {}
+  // A BatchNorm that uses its moving statistics even in train mode.
+  virtual bool batchnorm_frozen(size_t /*node*/) const { return false; }
+};
+
 class FloatEngine {
  public:
   // with_grads=false allocates no gradient buffers (inference only).
-  FloatEngine(const Graph& g, int64_t max_batch, bool with_grads);
+  FloatEngine(const Graph& g, int64_t max_batch, bool with_grads, EngineHooks* hooks = nullptr);
 
   // Runs n <= max_batch examples of input [n, h, w, c]. Train mode normalizes with batch
   // statistics (updating the moving statistics in `params`) and applies dropout seeded by
@@ -36,10 +55,13 @@ class FloatEngine {
   const Graph& g_;
   int64_t max_batch_;
   bool with_grads_;
+  EngineHooks* hooks_;
+  EngineHooks no_hooks_;
   int64_t n_ = 0;
   Mode mode_ = Mode::eval;
   std::vector<std::vector<float>> act_buf_, grad_buf_;
   std::vector<const float*> out_;  // per node: output of the last forward
+  std::vector<const float*> weights_;  // per node: the weights the last forward used
   std::vector<float*> grad_;       // per node: gradient w.r.t. its output (nullptr: not needed)
   std::vector<std::vector<int32_t>> argmax_;
   std::vector<std::vector<uint8_t>> mask_;

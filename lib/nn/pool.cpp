@@ -1,5 +1,6 @@
-// Pooling kernels: work split by output row (forward) or by image (backward scatters
-// into overlapping windows, which stay inside one image).
+// Pooling kernels for NHWC float tensors.
+// Forward work is split by output row; backward by image, because its scatters into
+// overlapping windows never leave one image.
 #include "nn/pool.h"
 
 #include <algorithm>

@@ -6,9 +6,9 @@
 #include "core/error.h"
 #include "data/catalog.h"
 #include "data/loader.h"
-#include "nn/graph.h"
+#include "quant/plan.h"
+#include "quant/quant_model.h"
 #include "recipe/load.h"
-#include "train/checkpoint.h"
 
 namespace qatc::pipeline {
 
@@ -23,22 +23,44 @@ DataChoice parse_data_spec(const std::string& spec) {
   return d;
 }
 
-ModelEval evaluate_model_file(const std::filesystem::path& file, const DataChoice& choice, int64_t batch_size) {
+LoadedModel open_checkpoint(const std::filesystem::path& file, int64_t batch_size, bool with_grads) {
   train::Checkpoint ck = train::load_checkpoint(file);
+  if (ck.kind == train::CheckpointKind::train_state)
+    fail("{}: is a resumable training state, not a model; use float.ckpt (or the ptq/qat checkpoint) instead",
+         file.string());
+  LoadedModel m;
+  m.recipe = recipe::parse_recipe(ck.recipe_yaml, file.string() + " (embedded recipe)");
+  m.graph = std::make_unique<nn::Graph>(nn::build_graph(m.recipe.model));
+  train::check_matches(ck, *m.graph, file.string());
+  if (ck.kind == train::CheckpointKind::quant_model) {
+    quant::QatSchedule frozen;
+    frozen.freeze_bn_after_steps = 0;
+    frozen.freeze_observers_after_steps = 0;
+    auto q = std::make_unique<quant::QuantModel>(*m.graph, quant::make_plan(*m.graph, m.recipe.quant),
+                                                 std::move(ck.params), batch_size, with_grads, frozen);
+    q->load_state(ck.quant_state, file.string());
+    m.model = std::move(q);
+    m.kind = "fakequant";
+  } else {
+    m.model = std::make_unique<train::FloatModel>(*m.graph, std::move(ck.params), batch_size, with_grads);
+    m.kind = "float";
+  }
+  return m;
+}
+
+ModelEval evaluate_model_file(const std::filesystem::path& file, const DataChoice& choice, int64_t batch_size) {
+  LoadedModel m = open_checkpoint(file, batch_size);
   ModelEval out;
-  out.recipe = recipe::parse_recipe(ck.recipe_yaml, file.string() + " (embedded recipe)");
-  nn::Graph g = nn::build_graph(out.recipe.model);
-  train::check_matches(ck, g, file.string());
-  recipe::DataSpec norm = out.recipe.data;
+  const recipe::DataSpec& norm = m.recipe.data;
   const std::string dataset = choice.dataset.empty() ? norm.dataset : choice.dataset;
   const std::string path = !choice.path.empty() ? choice.path : (dataset == norm.dataset ? norm.path : "");
   data::Dataset ds = data::load_dataset(dataset, choice.split, path);
-  data::check_fits(ds, out.recipe.model.input, g.classes(), file.string());
-  train::FloatModel model(g, std::move(ck.params), batch_size, false);
-  out.kind = "float";
-  out.result = train::evaluate(model, ds, data::all_indices(ds), norm, batch_size);
+  data::check_fits(ds, m.recipe.model.input, m.graph->classes(), file.string());
+  out.kind = m.kind;
+  out.result = train::evaluate(*m.model, ds, data::all_indices(ds), norm, batch_size);
   out.size_bytes = static_cast<int64_t>(std::filesystem::file_size(file));
   out.dataset = dataset + "/" + choice.split;
+  out.recipe = std::move(m.recipe);
   return out;
 }
 

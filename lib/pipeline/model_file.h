@@ -1,11 +1,14 @@
-// Opening any model file qatc writes (float checkpoints now; quantized checkpoints and int8
-// models share the entry point) and evaluating it on a dataset.
+// Opening any model file qatc writes (float checkpoints, quantized checkpoints; int8 models
+// join here) and evaluating it on a dataset.
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <string>
 
+#include "nn/graph.h"
 #include "recipe/recipe.h"
+#include "train/checkpoint.h"
 #include "train/evaluate.h"
 
 namespace qatc::pipeline {
@@ -19,8 +22,19 @@ struct DataChoice {
 // Parses "--data" as DATASET[:SPLIT] (e.g. "mnist", "fashion_mnist:train").
 DataChoice parse_data_spec(const std::string& spec);
 
+// A checkpoint rebuilt into a runnable model: its embedded recipe, graph and engine.
+struct LoadedModel {
+  std::string kind;  // "float" or "fakequant"
+  recipe::Recipe recipe;
+  std::unique_ptr<nn::Graph> graph;
+  std::unique_ptr<train::Trainable> model;
+};
+
+// Opens a float or quantized checkpoint for inference (with_grads false) or further training.
+LoadedModel open_checkpoint(const std::filesystem::path& file, int64_t batch_size, bool with_grads = false);
+
 struct ModelEval {
-  std::string kind;  // "float"
+  std::string kind;
   train::EvalResult result;
   int64_t size_bytes = 0;
   std::string dataset;  // "mnist/test"

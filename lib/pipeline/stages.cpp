@@ -10,7 +10,9 @@
 #include "core/threads.h"
 #include "data/catalog.h"
 #include "data/loader.h"
+#include "core/rng.h"
 #include "nn/graph.h"
+#include "quant/quant_model.h"
 #include "pipeline/model_file.h"
 #include "recipe/load.h"
 #include "report/metrics.h"
@@ -21,7 +23,8 @@ namespace qatc::pipeline {
 namespace {
 
 // Rows of the report, in the order they are shown. Later stages add their rows here.
-const std::vector<std::pair<std::string, std::string>> kRows = {{"float", "float.ckpt"}};
+const std::vector<std::pair<std::string, std::string>> kRows = {
+    {"float", "float.ckpt"}, {"ptq_fakequant", "ptq.ckpt"}, {"qat_fakequant", "qat.ckpt"}};
 
 nlohmann::json read_json(const std::filesystem::path& p) {
   try {
@@ -59,6 +62,9 @@ nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const
     // A fresh run must not mix its metrics or results with an earlier run's.
     remove_if_exists(run.root / "metrics.jsonl");
     remove_if_exists(run.train_state());
+    remove_if_exists(run.ptq_ckpt());
+    remove_if_exists(run.qat_ckpt());
+    remove_if_exists(run.qat_state());
     remove_if_exists(run.report_json());
     remove_if_exists(run.report_md());
     std::error_code ec;
@@ -97,6 +103,141 @@ nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const
     if (!split.validation.empty()) summary["val_accuracy"] = last.val_accuracy;
   }
   return summary;
+}
+
+namespace {
+
+// The float weights a ptq/qat stage starts from, checked against the recipe's model.
+std::vector<float> load_float_start(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt,
+                                    const nn::Graph& g, const char* stage) {
+  const std::filesystem::path from = opt.from.empty() ? run.float_ckpt() : std::filesystem::path(opt.from);
+  std::error_code ec;
+  if (!std::filesystem::exists(from, ec)) {
+    if (opt.from.empty())
+      fail("{}: {} not found; the train stage makes it (qatc train {} --out {}), or pass --from FILE", stage,
+           from.string(), rc.file, run.root.string());
+    fail("{}: --from {}: file not found", stage, from.string());
+  }
+  train::Checkpoint ck = train::load_checkpoint(from);
+  if (ck.kind != train::CheckpointKind::float_model)
+    fail("{}: {} is not a float model checkpoint; {} starts from the float.ckpt the train stage writes", stage,
+         from.string(), stage);
+  train::check_matches(ck, g, from.string());
+  return std::move(ck.params);
+}
+
+quant::WeightRange weight_range_of(const recipe::PtqSpec& p) {
+  return p.weight_method == recipe::RangeMethod::mse ? quant::WeightRange::mse : quant::WeightRange::minmax;
+}
+
+void log_quant_plan(const nn::Graph& g, const quant::QuantPlan& plan) {
+  for (const auto& w : plan.weights) {
+    const auto& n = g.nodes[static_cast<size_t>(w.node)];
+    spdlog::info("  {}: weights {} bits {}{}{}{}", n.name, w.spec.bits, w.per_channel ? "per channel" : "per tensor",
+                 w.spec.narrow_range ? ", narrow range" : "",
+                 w.bn_node >= 0 ? ", folds " + g.nodes[static_cast<size_t>(w.bn_node)].name : "",
+                 plan.skipped[static_cast<size_t>(w.node)] ? " (skipped: stays float)" : "");
+  }
+  for (const auto& a : plan.acts)
+    spdlog::info("  after {}: activations {} bits {}", g.nodes[static_cast<size_t>(a.node)].name, a.spec.bits,
+                 a.spec.symmetric ? "symmetric" : "asymmetric");
+}
+
+}  // namespace
+
+nlohmann::json ptq_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt) {
+  nn::Graph g = nn::build_graph(rc.model);
+  quant::QuantPlan plan = quant::make_plan(g, rc.quant);
+  std::vector<float> params = load_float_start(rc, run, opt, g, "ptq");
+  data::Dataset ds = data::load_dataset(rc.data.dataset, "train", rc.data.path);
+  data::check_fits(ds, rc.model.input, g.classes(), rc.file);
+  data::Split split = data::make_split(ds, rc.data);
+  const char* methods[] = {"minmax", "percentile", "mse"};
+  spdlog::info("ptq: calibrating {} weight and {} activation quantizers on {} batches of {} ({} activations, {} weights)",
+               plan.weights.size(), plan.acts.size(), rc.ptq.batches, rc.ptq.batch_size,
+               methods[static_cast<int>(rc.ptq.method)], methods[static_cast<int>(rc.ptq.weight_method)]);
+  log_quant_plan(g, plan);
+
+  quant::QatSchedule frozen;
+  frozen.freeze_bn_after_steps = 0;  // PTQ folds BatchNorm with its moving statistics
+  frozen.freeze_observers_after_steps = 0;
+  quant::QuantModel model(g, plan, std::move(params), rc.ptq.batch_size, false, frozen, weight_range_of(rc.ptq));
+  // Calibration images: a seeded sample of the training split.
+  Rng rng(derive_seed(rc.seed, 0xCA11B));
+  auto perm = rng.permutation(static_cast<int32_t>(split.train.size()));
+  const int64_t want = std::min<int64_t>(rc.ptq.batches * rc.ptq.batch_size, static_cast<int64_t>(perm.size()));
+  std::vector<int32_t> idx(static_cast<size_t>(want));
+  for (int64_t i = 0; i < want; ++i) idx[static_cast<size_t>(i)] = split.train[static_cast<size_t>(perm[static_cast<size_t>(i)])];
+  const int64_t per = ds.h * ds.w * ds.c;
+  std::vector<float> x(static_cast<size_t>(rc.ptq.batch_size * per));
+  std::vector<int32_t> y(static_cast<size_t>(rc.ptq.batch_size));
+  model.begin_calibration();
+  for (int64_t b = 0; b < want; b += rc.ptq.batch_size) {
+    const int64_t n = std::min(rc.ptq.batch_size, want - b);
+    data::gather_batch(ds, idx.data() + b, n, rc.data, x.data(), y.data());
+    model.forward(x.data(), n, nn::Mode::eval, 0);
+  }
+  model.end_calibration(rc.ptq.method, rc.ptq.percentile);
+
+  train::Checkpoint ck = train::make_checkpoint(g, train::CheckpointKind::quant_model, rc.resolved_yaml, model.params());
+  ck.quant_state = model.save_state();
+  write_file_atomic(run.recipe_copy(), rc.resolved_yaml);
+  train::save_checkpoint(run.ptq_ckpt(), ck);
+  report::append_metrics(run.root, {{"stage", "ptq"}, {"images", want}});
+  spdlog::info("ptq: wrote {}", run.ptq_ckpt().string());
+  return {{"stage", "ptq"}, {"images", want}, {"checkpoint", run.ptq_ckpt().string()}};
+}
+
+nlohmann::json qat_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt) {
+  nn::Graph g = nn::build_graph(rc.model);
+  quant::QuantPlan plan = quant::make_plan(g, rc.quant);
+  std::vector<float> params = load_float_start(rc, run, opt, g, "qat");
+  if (opt.resume) {
+    std::error_code ec;
+    if (!std::filesystem::exists(run.qat_state(), ec))
+      fail("--resume: no QAT state at {}; run without --resume to start QAT from the float model",
+           run.qat_state().string());
+    train::check_matches(train::load_checkpoint(run.qat_state()), g, run.qat_state().string());
+  }
+  data::Dataset ds = data::load_dataset(rc.data.dataset, "train", rc.data.path);
+  data::check_fits(ds, rc.model.input, g.classes(), rc.file);
+  recipe::DataSpec qdata = rc.data;
+  qdata.train_subset = rc.qat.subset;
+  data::Split split = data::make_split(ds, qdata);
+  const auto& q = rc.qat;
+  spdlog::info("qat: {} on {} images (validation {}), batch {}, {} lr {}; quant_delay_steps {}, "
+               "freeze_bn_after_steps {}, freeze_observers_after_steps {}",
+               q.steps > 0 ? fmt::format("{} steps", q.steps) : fmt::format("{} epochs", q.epochs), split.train.size(),
+               split.validation.size(), q.batch_size,
+               q.optimizer.type == recipe::OptimizerKind::sgd ? "sgd"
+               : q.optimizer.type == recipe::OptimizerKind::adam ? "adam" : "adamw",
+               q.optimizer.lr, q.quant_delay_steps, q.freeze_bn_after_steps, q.freeze_observers_after_steps);
+  log_quant_plan(g, plan);
+
+  quant::QatSchedule sched{q.quant_delay_steps, q.freeze_bn_after_steps, q.freeze_observers_after_steps};
+  quant::QuantModel model(g, plan, std::move(params), q.batch_size, true, sched);
+  write_file_atomic(run.recipe_copy(), rc.resolved_yaml);
+
+  train::LoopConfig cfg;
+  cfg.stage = "qat";
+  cfg.epochs = q.epochs;
+  cfg.max_steps = q.steps;
+  cfg.batch_size = q.batch_size;
+  cfg.seed = derive_seed(rc.seed, 0x9A7);
+  cfg.checkpoint_every_steps = q.checkpoint_every_steps;
+  cfg.optimizer = q.optimizer;
+  cfg.schedule = q.schedule;
+  cfg.data = qdata;
+  cfg.recipe_yaml = rc.resolved_yaml;
+  cfg.state_path = run.qat_state();
+  cfg.resume = opt.resume;
+  train::LoopResult res = train::train_loop(model, ds, split.train, split.validation, cfg, run.root);
+
+  train::Checkpoint ck = train::make_checkpoint(g, train::CheckpointKind::quant_model, rc.resolved_yaml, model.params());
+  ck.quant_state = model.save_state();
+  train::save_checkpoint(run.qat_ckpt(), ck);
+  spdlog::info("qat: wrote {} in {:.1f}s", run.qat_ckpt().string(), res.seconds);
+  return {{"stage", "qat"}, {"steps", res.steps}, {"seconds", res.seconds}, {"checkpoint", run.qat_ckpt().string()}};
 }
 
 nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run) {
@@ -192,11 +333,18 @@ std::string report_table(const nlohmann::json& report) {
   return t;
 }
 
-nlohmann::json run_stages(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt) {
+nlohmann::json run_stages(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& given) {
   nlohmann::json out = {{"recipe", rc.name}, {"run_dir", run.root.string()}, {"stages", nlohmann::json::array()}};
   for (recipe::Stage s : rc.stages) {
+    // `run --resume` continues whichever stage was interrupted; stages without a saved state start fresh.
+    StageOptions opt = given;
+    std::error_code ec;
+    if (s == recipe::Stage::train) opt.resume = given.resume && std::filesystem::exists(run.train_state(), ec);
+    if (s == recipe::Stage::qat) opt.resume = given.resume && std::filesystem::exists(run.qat_state(), ec);
     switch (s) {
       case recipe::Stage::train: out["stages"].push_back(train_stage(rc, run, opt)); break;
+      case recipe::Stage::ptq: out["stages"].push_back(ptq_stage(rc, run, opt)); break;
+      case recipe::Stage::qat: out["stages"].push_back(qat_stage(rc, run, opt)); break;
       case recipe::Stage::eval: out["stages"].push_back({{"stage", "eval"}, {"results", eval_stage(rc, run)}}); break;
       case recipe::Stage::report: out["report"] = report_stage(run); break;
     }

@@ -13,11 +13,18 @@
 namespace qatc::pipeline {
 
 struct StageOptions {
-  bool resume = false;  // train: continue from train_state.ckpt
+  bool resume = false;  // train, qat: continue from the stage's resumable state
+  std::string from;     // ptq, qat: the float checkpoint to start from (default: the run's float.ckpt)
 };
 
 // Trains the float model and writes float.ckpt. Returns the metrics summary.
 nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt);
+
+// Calibrates the quantizers of the float model (post-training quantization); writes ptq.ckpt.
+nlohmann::json ptq_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt);
+
+// Fine-tunes the fake-quantized model (quantization-aware training); writes qat.ckpt.
+nlohmann::json qat_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt);
 
 // Evaluates every model the run folder holds on the recipe's test split; writes results/<row>.json.
 nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run);

@@ -31,7 +31,15 @@ const std::vector<std::pair<std::string, LayerType>> kLayerTypes = {
     {"global_avgpool", LayerType::global_avgpool}, {"batchnorm", LayerType::batchnorm},
     {"flatten", LayerType::flatten}, {"dropout", LayerType::dropout}};
 const std::vector<std::pair<std::string, Stage>> kStages = {
-    {"train", Stage::train}, {"eval", Stage::eval}, {"report", Stage::report}};
+    {"train", Stage::train}, {"ptq", Stage::ptq}, {"qat", Stage::qat}, {"eval", Stage::eval}, {"report", Stage::report}};
+const std::vector<std::pair<std::string, Granularity>> kGranularities = {{"per_tensor", Granularity::per_tensor},
+                                                                         {"per_channel", Granularity::per_channel}};
+const std::vector<std::pair<std::string, ObserverKind>> kObservers = {{"ema_minmax", ObserverKind::ema_minmax},
+                                                                      {"minmax", ObserverKind::minmax}};
+const std::vector<std::pair<std::string, ObserverInit>> kInits = {{"first_batch", ObserverInit::first_batch},
+                                                                  {"fixed", ObserverInit::fixed}};
+const std::vector<std::pair<std::string, RangeMethod>> kRangeMethods = {
+    {"minmax", RangeMethod::minmax}, {"percentile", RangeMethod::percentile}, {"mse", RangeMethod::mse}};
 const std::vector<std::pair<std::string, OptimizerKind>> kOptimizers = {
     {"sgd", OptimizerKind::sgd}, {"adam", OptimizerKind::adam}, {"adamw", OptimizerKind::adamw}};
 const std::vector<std::pair<std::string, ScheduleKind>> kSchedules = {
@@ -215,6 +223,123 @@ ScheduleSpec read_schedule(MapReader& r) {
   return s;
 }
 
+void read_bits(MapReader& r, int64_t& bits) {
+  r.read("bits", bits);
+  r.check_range("bits", static_cast<double>(bits), 2, 8);
+}
+
+WeightQuantSpec read_weight_quant(MapReader& r, WeightQuantSpec w) {
+  read_bits(r, w.bits);
+  r.read("symmetric", w.symmetric);
+  if (r.has("granularity")) {
+    Granularity g = Granularity::per_channel;
+    r.read_enum("granularity", g, kGranularities);
+    w.granularity = g;
+  } else {
+    r.node("granularity");
+  }
+  r.read("narrow_range", w.narrow_range);
+  if (!w.symmetric) r.error("symmetric", "asymmetric weights are not supported: the int8 kernels take symmetric weights (zero point 0)");
+  r.finish();
+  return w;
+}
+
+ActivationQuantSpec read_activation_quant(MapReader& r, ActivationQuantSpec a) {
+  read_bits(r, a.bits);
+  r.read("symmetric", a.symmetric);
+  r.read_enum("observer", a.observer, kObservers);
+  r.read("ema_decay", a.ema_decay);
+  r.check_range("ema_decay", a.ema_decay, 0, 0.999999);
+  r.read_enum("init", a.init, kInits);
+  r.finish();
+  return a;
+}
+
+QuantSpec read_quant(MapReader& r) {
+  QuantSpec q;
+  {
+    MapReader w = r.map("weights");
+    q.weights = read_weight_quant(w, q.weights);
+  }
+  {
+    MapReader a = r.map("activations");
+    q.activations = read_activation_quant(a, q.activations);
+  }
+  if (r.has("overrides")) {
+    YAML::Node list = r.node("overrides");
+    if (!list.IsSequence()) r.error("overrides", "'quant.overrides' must be a list of {match: ..., ...}");
+    for (size_t i = 0; i < list.size(); ++i) {
+      std::string path = "quant.overrides." + std::to_string(i);
+      MapReader o(list[i], path, r.context());
+      QuantOverride ov;
+      ov.origin.where = where_of(r.context(), list[i], path);
+      o.require("match");
+      o.read("match", ov.match);
+      if (o.has("weights")) {
+        MapReader w = o.map("weights");
+        ov.weights = read_weight_quant(w, q.weights);
+      } else {
+        o.node("weights");
+      }
+      if (o.has("activations")) {
+        MapReader a = o.map("activations");
+        ov.activations = read_activation_quant(a, q.activations);
+      } else {
+        o.node("activations");
+      }
+      o.read("skip", ov.skip);
+      o.finish();
+      q.overrides.push_back(std::move(ov));
+    }
+  } else {
+    r.node("overrides");
+  }
+  r.finish();
+  return q;
+}
+
+PtqSpec read_ptq(MapReader& r) {
+  PtqSpec p;
+  r.read("batches", p.batches);
+  r.check_range("batches", static_cast<double>(p.batches), 1, 1e6);
+  r.read("batch_size", p.batch_size);
+  r.check_range("batch_size", static_cast<double>(p.batch_size), 1, 1 << 20);
+  r.read_enum("method", p.method, kRangeMethods);
+  r.read("percentile", p.percentile);
+  r.check_range("percentile", p.percentile, 50, 100);
+  r.read_enum("weight_method", p.weight_method, kRangeMethods);
+  if (p.weight_method == RangeMethod::percentile)
+    r.error("weight_method", "'ptq.weight_method' must be minmax or mse");
+  r.finish();
+  return p;
+}
+
+QatSpec read_qat(MapReader& r) {
+  QatSpec q;
+  r.read("epochs", q.epochs);
+  r.check_range("epochs", static_cast<double>(q.epochs), 1, 100000);
+  r.read("steps", q.steps);
+  r.check_range("steps", static_cast<double>(q.steps), 0, 1e12);
+  r.read("subset", q.subset);
+  r.check_range("subset", static_cast<double>(q.subset), 0, kInf);
+  r.read("batch_size", q.batch_size);
+  r.check_range("batch_size", static_cast<double>(q.batch_size), 1, 1 << 20);
+  MapReader opt = r.map("optimizer");
+  q.optimizer = read_optimizer(opt);
+  MapReader sched = r.map("schedule");
+  q.schedule = read_schedule(sched);
+  r.read("quant_delay_steps", q.quant_delay_steps);
+  r.check_range("quant_delay_steps", static_cast<double>(q.quant_delay_steps), 0, kInf);
+  r.read("freeze_bn_after_steps", q.freeze_bn_after_steps);
+  r.check_range("freeze_bn_after_steps", static_cast<double>(q.freeze_bn_after_steps), -1, kInf);
+  r.read("freeze_observers_after_steps", q.freeze_observers_after_steps);
+  r.check_range("freeze_observers_after_steps", static_cast<double>(q.freeze_observers_after_steps), -1, kInf);
+  r.read("checkpoint_every_steps", q.checkpoint_every_steps);
+  r.check_range("checkpoint_every_steps", static_cast<double>(q.checkpoint_every_steps), 0, kInf);
+  r.finish();
+  return q;
+}
+
 TrainSpec read_train(MapReader& r) {
   TrainSpec t;
   r.read("epochs", t.epochs);
@@ -346,6 +471,18 @@ Recipe parse_recipe(const std::string& text, const std::string& label, const std
   {
     MapReader t = r.map("train");
     rc.train = read_train(t);
+  }
+  {
+    MapReader q = r.map("quant");
+    rc.quant = read_quant(q);
+  }
+  {
+    MapReader p = r.map("ptq");
+    rc.ptq = read_ptq(p);
+  }
+  {
+    MapReader q = r.map("qat");
+    rc.qat = read_qat(q);
   }
   {
     MapReader e = r.map("eval");

@@ -106,7 +106,68 @@ struct EvalSpec {
   int64_t batch_size = 256;
 };
 
-enum class Stage { train, eval, report };
+// ---- quantization (docs/quantization.md) ----
+
+enum class Granularity { per_tensor, per_channel };
+enum class ObserverKind { ema_minmax, minmax };
+enum class ObserverInit { first_batch, fixed };
+
+struct WeightQuantSpec {
+  int64_t bits = 8;
+  bool symmetric = true;
+  // Unset: per_channel for conv2d (and depthwise), per_tensor for dense, as the reference toolkit.
+  std::optional<Granularity> granularity;
+  bool narrow_range = true;  // [-127, 127] for 8 bits
+};
+
+struct ActivationQuantSpec {
+  int64_t bits = 8;
+  bool symmetric = false;
+  ObserverKind observer = ObserverKind::ema_minmax;
+  double ema_decay = 0.999;
+  // first_batch (default): the first batch sets the range, then EMA. fixed: start from
+  // [init_min, init_max] = [-6, 6] as the reference toolkit does.
+  ObserverInit init = ObserverInit::first_batch;
+};
+
+struct QuantOverride {
+  std::string match;  // layer name or glob (fnmatch: * ? [...])
+  std::optional<WeightQuantSpec> weights;
+  std::optional<ActivationQuantSpec> activations;
+  bool skip = false;  // keep the layer in float
+  Origin origin;
+};
+
+struct QuantSpec {
+  WeightQuantSpec weights;
+  ActivationQuantSpec activations;
+  std::vector<QuantOverride> overrides;
+};
+
+enum class RangeMethod { minmax, percentile, mse };
+
+struct PtqSpec {
+  int64_t batches = 16;       // calibration batches from the training split
+  int64_t batch_size = 128;
+  RangeMethod method = RangeMethod::minmax;  // activations
+  double percentile = 99.99;  // method percentile
+  RangeMethod weight_method = RangeMethod::minmax;  // minmax or mse
+};
+
+struct QatSpec {
+  int64_t epochs = 1;  // used when steps == 0
+  int64_t steps = 0;   // > 0: train exactly this many steps instead of epochs
+  int64_t subset = 0;  // first N training images (0: all), before the validation split
+  int64_t batch_size = 32;
+  OptimizerSpec optimizer;
+  ScheduleSpec schedule;
+  int64_t quant_delay_steps = 0;               // activations fake-quantized from this step on
+  int64_t freeze_bn_after_steps = -1;          // -1: never; BN uses moving statistics after
+  int64_t freeze_observers_after_steps = -1;   // -1: never; ranges stop moving after
+  int64_t checkpoint_every_steps = 0;
+};
+
+enum class Stage { train, ptq, qat, eval, report };
 
 struct Recipe {
   std::string file;  // where it was loaded from
@@ -116,6 +177,9 @@ struct Recipe {
   ModelSpec model;
   DataSpec data;
   TrainSpec train;
+  QuantSpec quant;
+  PtqSpec ptq;
+  QatSpec qat;
   EvalSpec eval;
   std::string resolved_yaml;  // the recipe after --set overrides, embedded in checkpoints
 };

@@ -45,6 +45,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck) {
     w.put_vector(ck.params);
     c.sections["PRMS"] = w.take();
   }
+  if (!ck.quant_state.empty()) c.sections["QSTA"] = ck.quant_state;
   if (ck.kind == CheckpointKind::train_state) {
     c.sections["OPTM"] = ck.optimizer;
     ByteWriter w;
@@ -64,10 +65,13 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   {
     ByteReader r(c.at("KIND", what), what);
     uint32_t k = r.get<uint32_t>();
-    if (k != 1 && k != 2) r.corrupt("unknown checkpoint kind");
+    if (k < 1 || k > 3) r.corrupt("unknown checkpoint kind");
     ck.kind = static_cast<CheckpointKind>(k);
   }
   ck.recipe_yaml = c.at("RCPE", what);
+  if (c.has("QSTA")) ck.quant_state = c.at("QSTA", what);
+  if (ck.kind == CheckpointKind::quant_model && ck.quant_state.empty())
+    fail("{}: quantized checkpoint without quantizer state; re-create it", what);
   int64_t expected = 0;
   {
     ByteReader r(c.at("PTAB", what), what);

@@ -17,6 +17,7 @@ namespace qatc::train {
 enum class CheckpointKind : uint32_t {
   float_model = 1,  // final float weights: what `size_bytes` of the float row measures
   train_state = 2,  // weights + optimizer + progress, for `qatc train --resume`
+  quant_model = 3,  // float weights + every quantizer's state (PTQ or QAT result)
 };
 
 struct Progress {
@@ -30,7 +31,8 @@ struct Checkpoint {
   std::string recipe_yaml;
   std::vector<std::pair<std::string, Shape>> table;  // parameter names and shapes, in buffer order
   std::vector<float> params;
-  std::string optimizer;  // Optimizer::save bytes (train_state only)
+  std::string optimizer;    // Optimizer::save bytes (train_state only)
+  std::string quant_state;  // QuantModel::save_state bytes (quant_model, QAT train_state)
   Progress progress;
 };
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "nn/engine.h"
@@ -20,6 +21,9 @@ class Trainable {
   virtual void backward(const float* dlogits) = 0;
   // Called before each training step with the global step (schedules such as BN freezing).
   virtual void before_step(int64_t /*global_step*/) {}
+  // State beyond the parameters (quantizer ranges) saved in checkpoints; empty for float.
+  virtual std::string save_state() const { return {}; }
+  virtual void load_state(const std::string& /*bytes*/, const std::string& /*what*/) {}
   std::vector<float>& params() { return params_; }
   std::vector<float>& grads() { return grads_; }
 

@@ -29,6 +29,7 @@ void save_state(const LoopConfig& cfg, Trainable& model, const Optimizer& opt, c
   opt.save(w);
   ck.optimizer = w.take();
   ck.progress = prog;
+  ck.quant_state = model.save_state();
   save_checkpoint(cfg.state_path, ck);
 }
 
@@ -40,7 +41,8 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
   const int64_t n_train = static_cast<int64_t>(train.size());
   const int64_t bs = cfg.batch_size;
   const int64_t steps_per_epoch = (n_train + bs - 1) / bs;
-  const int64_t total_steps = steps_per_epoch * cfg.epochs;
+  const int64_t epochs = cfg.max_steps > 0 ? (cfg.max_steps + steps_per_epoch - 1) / steps_per_epoch : cfg.epochs;
+  const int64_t total_steps = cfg.max_steps > 0 ? cfg.max_steps : steps_per_epoch * epochs;
   const int64_t classes = g.classes();
   const int64_t per = ds.h * ds.w * ds.c;
 
@@ -57,24 +59,25 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
     ByteReader r(ck.optimizer, cfg.state_path.string());
     opt.load(r);
     model.params() = std::move(ck.params);
+    model.load_state(ck.quant_state, cfg.state_path.string());
     prog = ck.progress;
-    if (prog.epoch > cfg.epochs || (prog.epoch == cfg.epochs && prog.step_in_epoch > 0) ||
+    if (prog.epoch > epochs || (prog.epoch == epochs && prog.step_in_epoch > 0) ||
         prog.step_in_epoch > steps_per_epoch || prog.global_step != prog.epoch * steps_per_epoch + prog.step_in_epoch)
       fail("{}: its progress (epoch {}, step {}) does not fit this recipe's schedule ({} epochs of {} steps); "
            "resume with the same recipe, batch size and data",
-           cfg.state_path.string(), prog.epoch, prog.step_in_epoch, cfg.epochs, steps_per_epoch);
+           cfg.state_path.string(), prog.epoch, prog.step_in_epoch, epochs, steps_per_epoch);
     spdlog::info("{}: resuming from {} at epoch {} step {}", cfg.stage, cfg.state_path.string(), prog.epoch + 1,
                  prog.step_in_epoch);
   }
 
-  ProgressDisplay display(cfg.stage, cfg.epochs, steps_per_epoch);
+  ProgressDisplay display(cfg.stage, epochs, steps_per_epoch);
   std::vector<float> x(static_cast<size_t>(bs * per));
   std::vector<int32_t> y(static_cast<size_t>(bs));
   std::vector<float> dlogits(static_cast<size_t>(bs * classes));
   LoopResult result;
   const auto t_start = std::chrono::steady_clock::now();
 
-  for (int64_t epoch = prog.epoch; epoch < cfg.epochs; ++epoch) {
+  for (int64_t epoch = prog.epoch; epoch < epochs; ++epoch) {
     std::vector<int32_t> order = train;
     if (cfg.shuffle) {
       Rng rng(derive_seed(cfg.seed, kShuffleStream, static_cast<uint64_t>(epoch)));
@@ -85,7 +88,8 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     const int64_t first_step = epoch == prog.epoch ? prog.step_in_epoch : 0;
-    for (int64_t step = first_step; step < steps_per_epoch; ++step) {
+    const int64_t last_step = std::min(steps_per_epoch, total_steps - epoch * steps_per_epoch);
+    for (int64_t step = first_step; step < last_step; ++step) {
       const int64_t b = step * bs;
       const int64_t n = std::min(bs, n_train - b);
       const int64_t gstep = epoch * steps_per_epoch + step;
@@ -109,7 +113,7 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
       ++result.steps;
       display.step(epoch, step + 1, loss_sum / static_cast<double>(seen),
                    static_cast<double>(correct) / static_cast<double>(seen), seen);
-      if (cfg.checkpoint_every_steps > 0 && (gstep + 1) % cfg.checkpoint_every_steps == 0 && step + 1 < steps_per_epoch)
+      if (cfg.checkpoint_every_steps > 0 && (gstep + 1) % cfg.checkpoint_every_steps == 0 && step + 1 < last_step)
         save_state(cfg, model, opt, {epoch, step + 1, gstep + 1});
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
@@ -127,11 +131,12 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
       es.val_accuracy = v.accuracy;
       extra = fmt::format(", val_loss {:.4f} val_acc {:.2f}%", v.loss, 100 * v.accuracy);
     }
-    display.epoch_done(epoch, es.loss, es.accuracy, es.images_per_s, secs, cfg.epochs - epoch - 1, extra);
-    save_state(cfg, model, opt, {epoch + 1, 0, (epoch + 1) * steps_per_epoch});
+    display.epoch_done(epoch, es.loss, es.accuracy, es.images_per_s, secs, epochs - epoch - 1, extra);
+    if (last_step == steps_per_epoch) save_state(cfg, model, opt, {epoch + 1, 0, (epoch + 1) * steps_per_epoch});
+    else save_state(cfg, model, opt, {epoch, last_step, epoch * steps_per_epoch + last_step});
     nlohmann::json line = {{"stage", cfg.stage},       {"epoch", es.epoch},       {"loss", es.loss},
                            {"accuracy", es.accuracy}, {"seconds", es.seconds}, {"images_per_s", es.images_per_s},
-                           {"steps", steps_per_epoch - first_step}};
+                           {"steps", last_step - first_step}};
     if (!val.empty()) {
       line["val_loss"] = es.val_loss;
       line["val_accuracy"] = es.val_accuracy;

@@ -18,6 +18,7 @@ namespace qatc::train {
 struct LoopConfig {
   std::string stage = "train";  // names metrics lines and progress
   int64_t epochs = 1;
+  int64_t max_steps = 0;  // > 0: stop after exactly this many steps (epochs then follow from it)
   int64_t batch_size = 32;
   uint64_t seed = 0;
   bool shuffle = true;

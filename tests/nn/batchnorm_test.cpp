@@ -1,5 +1,5 @@
-// Tests for batch normalization: statistics, train/eval forward, moving averages and both
-// backward modes against finite differences of a double-precision reference.
+// Tests for batch normalization (statistics, forward modes, moving averages, gradients).
+// Gradients are checked against finite differences of a double-precision reference.
 #include <doctest/doctest.h>
 
 #include <cmath>

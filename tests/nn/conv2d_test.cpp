@@ -1,5 +1,5 @@
-// Tests for the im2col convolution: against a direct double-precision convolution, finite
-// differences, the chunked-batch path and the accumulate / nullptr conventions.
+// Tests for conv2d against a direct double-precision convolution and finite differences.
+// Also covers the chunked-batch path and the accumulate / nullptr conventions.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -195,6 +195,11 @@ TEST_CASE("conv2d: the workspace stays bounded and holds at least one image") {
   CHECK(conv2d_workspace_floats(huge) == 200 * 200 * 9 * 64);
   const Conv2DGeom pointwise = conv2d_geom(4, 9, 9, 16, 1, 1, 8, 1, 1, Padding::same);
   CHECK(conv2d_workspace_floats(pointwise) == 0);
+  // The graph engine sizes one workspace for its largest batch and reuses it for the last,
+  // smaller batch of an epoch.
+  for (int64_t n = 1; n < 128; ++n)
+    REQUIRE(conv2d_workspace_floats(conv2d_geom(n, 28, 28, 32, 3, 3, 64, 1, 1, Padding::same)) <=
+            conv2d_workspace_floats(many));
 }
 
 TEST_CASE("conv2d: pointwise convolution runs without a workspace") {

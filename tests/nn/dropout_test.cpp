@@ -70,7 +70,7 @@ TEST_CASE("dropout: the mask is a pure function of seed and index") {
   CHECK(std::equal(p.mask.begin(), p.mask.end(), a.mask.begin()));
 }
 
-TEST_CASE("dropout: identical masks for 1, 2 and 3 threads") {
+TEST_CASE("dropout: identical masks with 1 or 2 or 3 threads") {
   Rng rng(63);
   auto in = random_floats(rng, 300007);
   set_num_threads(1);

@@ -1,0 +1,78 @@
+// Reference int8 pooling: max and average 2D pools (input scale kept) and global average pool.
+#include "kernels/check.h"
+#include "kernels/fixed_point.h"
+#include "kernels/ref/kernels.h"
+
+namespace qatc::ref {
+
+namespace {
+
+// Calls f(q) for every non-padded input value of window (b, oy, ox, ch).
+template <typename F>
+void for_window(const int8_t* in, const kernels::Pool2DParams& p, int64_t b, int64_t oy,
+                int64_t ox, int64_t ch, F&& f) {
+  for (int64_t ky = 0; ky < p.kh; ++ky) {
+    const int64_t iy = oy * p.stride_h - p.pad_top + ky;
+    if (iy < 0 || iy >= p.h) continue;
+    for (int64_t kx = 0; kx < p.kw; ++kx) {
+      const int64_t ix = ox * p.stride_w - p.pad_left + kx;
+      if (ix < 0 || ix >= p.w) continue;
+      f(int32_t{in[((b * p.h + iy) * p.w + ix) * p.c + ch]});
+    }
+  }
+}
+
+int32_t clamp(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+}  // namespace
+
+// out = clamp(max over the non-padded window of q, qmin, qmax)
+void maxpool2d_qs8(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p) {
+  kernels::check(p, out, in);
+  for (int64_t b = 0; b < p.n; ++b)
+    for (int64_t oy = 0; oy < p.oh; ++oy)
+      for (int64_t ox = 0; ox < p.ow; ++ox)
+        for (int64_t ch = 0; ch < p.c; ++ch) {
+          int32_t m = -128;
+          for_window(in, p, b, oy, ox, ch, [&](int32_t q) { m = q > m ? q : m; });
+          out[((b * p.oh + oy) * p.ow + ox) * p.c + ch] =
+              static_cast<int8_t>(clamp(m, p.qmin, p.qmax));
+        }
+}
+
+// out = clamp(round(sum q / count), qmin, qmax) over the count >= 1 non-padded positions,
+// rounding half away from zero. Same scale and zero point in and out, so the mean of the
+// raw q is the requantized mean.
+void avgpool2d_qs8(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p) {
+  kernels::check(p, out, in);
+  for (int64_t b = 0; b < p.n; ++b)
+    for (int64_t oy = 0; oy < p.oh; ++oy)
+      for (int64_t ox = 0; ox < p.ow; ++ox)
+        for (int64_t ch = 0; ch < p.c; ++ch) {
+          int32_t sum = 0;
+          int32_t count = 0;
+          for_window(in, p, b, oy, ox, ch, [&](int32_t q) {
+            sum += q;
+            ++count;
+          });
+          const int32_t avg = sum >= 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+          out[((b * p.oh + oy) * p.ow + ox) * p.c + ch] =
+              static_cast<int8_t>(clamp(avg, p.qmin, p.qmax));
+        }
+}
+
+// out[b, ch] = clamp(zp_out + mbqm(sum_i (q[b, i, ch] - zp_in), multiplier, shift), qmin, qmax)
+// with multiplier/shift = s_in / (s_out * hw).
+void global_avgpool_qs8(int8_t* out, const int8_t* in, const kernels::GlobalAvgPoolParams& p) {
+  kernels::check(p, out, in);
+  for (int64_t b = 0; b < p.n; ++b)
+    for (int64_t ch = 0; ch < p.c; ++ch) {
+      int32_t sum = 0;
+      for (int64_t i = 0; i < p.hw; ++i)
+        sum += int32_t{in[(b * p.hw + i) * p.c + ch]} - p.input_zero_point;
+      out[b * p.c + ch] = static_cast<int8_t>(fixed::requantize(
+          sum, p.multiplier, p.shift, p.output_zero_point, p.qmin, p.qmax));
+    }
+}
+
+}  // namespace qatc::ref

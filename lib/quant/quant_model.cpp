@@ -1,0 +1,197 @@
+// Fake-quantized model over the float engine.
+#include "quant/quant_model.h"
+
+#include <cstring>
+
+#include "core/bytes.h"
+#include "core/error.h"
+#include "quant/bn_fold.h"
+#include "quant/fake_quant.h"
+
+namespace qatc::quant {
+namespace {
+
+ObserverConfig observer_config(const recipe::ActivationQuantSpec& s) {
+  ObserverConfig c;
+  c.kind = s.observer == recipe::ObserverKind::minmax ? ObserverKind::minmax : ObserverKind::ema_minmax;
+  c.ema_decay = s.ema_decay;
+  c.init = s.init == recipe::ObserverInit::fixed ? ObserverInit::fixed : ObserverInit::first_batch;
+  return c;
+}
+
+}  // namespace
+
+QuantModel::QuantModel(const nn::Graph& g, QuantPlan plan, std::vector<float> params, int64_t max_batch,
+                       bool with_grads, QatSchedule schedule, WeightRange weight_range)
+    : g_(g), plan_(std::move(plan)), engine_(g, max_batch, with_grads, this), schedule_(schedule),
+      weight_range_(weight_range) {
+  params_ = std::move(params);
+  if (with_grads) grads_.assign(params_.size(), 0.0f);
+  for (const auto& a : plan_.acts) observers_.emplace_back(observer_config(a.spec));
+  w_eff_.resize(plan_.weights.size());
+  w_mask_.resize(plan_.weights.size());
+  for (size_t k = 0; k < plan_.weights.size(); ++k) {
+    const auto n = static_cast<size_t>(numel(g_.param(g_.nodes[static_cast<size_t>(plan_.weights[k].node)], 0).shape));
+    w_eff_[k].resize(n);
+    w_mask_[k].resize(n);
+  }
+  a_mask_.resize(g_.nodes.size());
+  a_applied_.assign(g_.nodes.size(), false);
+}
+
+const float* QuantModel::forward(const float* x, int64_t n, nn::Mode mode, uint64_t step_seed) {
+  if (mode == nn::Mode::train)
+    for (size_t i = 0; i < g_.nodes.size(); ++i)
+      if (plan_.act_of[i] >= 0) a_mask_[i].resize(static_cast<size_t>(n * numel(g_.nodes[i].shape)));
+  return engine_.forward(x, n, mode, params_.data(), step_seed);
+}
+
+void QuantModel::backward(const float* dlogits) { engine_.backward(dlogits, params_.data(), grads_.data()); }
+
+bool QuantModel::batchnorm_frozen(size_t /*node*/) const {
+  return schedule_.freeze_bn_after_steps >= 0 && step_ >= schedule_.freeze_bn_after_steps;
+}
+
+FoldedWeights QuantModel::folded_weights(size_t wq) const {
+  const WeightQuantizer& q = plan_.weights[wq];
+  const nn::Node& node = g_.nodes[static_cast<size_t>(q.node)];
+  const nn::ParamInfo& kp = g_.param(node, 0);
+  const int64_t channels = kp.shape.back();
+  const int64_t rows = numel(kp.shape) / channels;
+  const float* w = params_.data() + kp.offset;
+  FoldedWeights f;
+  f.folded.assign(w, w + rows * channels);
+  if (q.bn_node >= 0) {
+    const nn::Node& bn = g_.nodes[static_cast<size_t>(q.bn_node)];
+    const float eps = std::get<nn::BatchNormAttrs>(bn.attrs).epsilon;
+    f.bn_scale.resize(static_cast<size_t>(channels));
+    bn_scale(f.bn_scale.data(), params_.data() + g_.param(bn, 0).offset, params_.data() + g_.param(bn, 3).offset, eps,
+             channels);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < channels; ++c) f.folded[static_cast<size_t>(r * channels + c)] *= f.bn_scale[static_cast<size_t>(c)];
+  }
+  const int64_t groups = q.per_channel ? channels : 1;
+  std::vector<MinMax> ranges(static_cast<size_t>(groups));
+  if (weight_range_ == WeightRange::mse) {
+    if (q.per_channel) channel_weight_range_mse(ranges.data(), f.folded.data(), rows, channels, q.range, q.spec.symmetric);
+    else ranges[0] = weight_range_mse(f.folded.data(), rows * channels, q.range, q.spec.symmetric);
+  } else {
+    if (q.per_channel) channel_minmax(ranges.data(), f.folded.data(), rows, channels);
+    else ranges[0] = tensor_minmax(f.folded.data(), rows * channels);
+  }
+  for (const auto& r : ranges) f.qparams.push_back(choose_qparams(r.min, r.max, q.range, q.spec.symmetric));
+  return f;
+}
+
+void QuantModel::compute_weights(size_t wq, const float* /*w*/) {
+  const WeightQuantizer& q = plan_.weights[wq];
+  FoldedWeights f = folded_weights(wq);
+  const int64_t channels = g_.param(g_.nodes[static_cast<size_t>(q.node)], 0).shape.back();
+  const int64_t total = static_cast<int64_t>(f.folded.size());
+  float* out = w_eff_[wq].data();
+  uint8_t* mask = w_mask_[wq].data();
+  if (q.per_channel) fake_quant_forward_per_channel(out, mask, f.folded.data(), total / channels, channels, f.qparams.data());
+  else fake_quant_forward(out, mask, f.folded.data(), total, f.qparams[0]);
+  if (!f.bn_scale.empty())
+    for (int64_t i = 0; i < total; ++i) out[i] /= f.bn_scale[static_cast<size_t>(i % channels)];
+}
+
+const float* QuantModel::weights(size_t node, const float* w, nn::Mode /*mode*/) {
+  const int wq = plan_.weight_of[node];
+  if (wq < 0 || plan_.skipped[node]) return w;
+  compute_weights(static_cast<size_t>(wq), w);
+  return w_eff_[static_cast<size_t>(wq)].data();
+}
+
+void QuantModel::weights_backward(size_t node, float* dw, int64_t count) {
+  const int wq = plan_.weight_of[node];
+  if (wq < 0 || plan_.skipped[node]) return;
+  // d(fq(w*s)/s)/dw is 1 inside the quantization range and 0 outside (straight-through).
+  fake_quant_backward(dw, dw, w_mask_[static_cast<size_t>(wq)].data(), count);
+}
+
+QParams QuantModel::act_qparams(size_t act) const {
+  const ActQuantizer& a = plan_.acts[act];
+  const Observer& o = observers_[act];
+  return choose_qparams(o.min(), o.max(), a.range, a.spec.symmetric);
+}
+
+void QuantModel::output(size_t node, float* out, int64_t count, nn::Mode mode) {
+  const int act = plan_.act_of[node];
+  a_applied_[node] = false;
+  if (act < 0) return;
+  const auto a = static_cast<size_t>(act);
+  const bool owner = plan_.acts[a].node == static_cast<int>(node);
+  if (calibrating_) {
+    if (owner) collectors_[a]->add(out, count);
+    return;
+  }
+  if (mode == nn::Mode::train) {
+    if (owner && !observers_frozen()) observers_[a].update(out, count);
+    if (step_ < schedule_.quant_delay_steps || !observers_[a].initialized()) return;
+    fake_quant_forward(out, a_mask_[node].data(), out, count, act_qparams(a));
+    a_applied_[node] = true;
+  } else {
+    if (!observers_[a].initialized()) return;
+    fake_quant_forward(out, nullptr, out, count, act_qparams(a));
+  }
+}
+
+void QuantModel::output_backward(size_t node, float* dout, int64_t count) {
+  if (a_applied_[node]) fake_quant_backward(dout, dout, a_mask_[node].data(), count);
+}
+
+void QuantModel::begin_calibration() {
+  calibrating_ = true;
+  collectors_.clear();
+  for (size_t i = 0; i < plan_.acts.size(); ++i) collectors_.push_back(std::make_unique<HistogramCollector>());
+}
+
+void QuantModel::end_calibration(recipe::RangeMethod method, double percentile) {
+  QATC_CHECK(calibrating_);
+  for (size_t a = 0; a < plan_.acts.size(); ++a) {
+    const HistogramCollector& h = *collectors_[a];
+    MinMax r{};
+    switch (method) {
+      case recipe::RangeMethod::minmax: r = h.range_minmax(); break;
+      case recipe::RangeMethod::percentile: r = h.range_percentile(percentile); break;
+      case recipe::RangeMethod::mse: r = h.range_mse(plan_.acts[a].range, plan_.acts[a].spec.symmetric); break;
+    }
+    observers_[a].set(r.min, r.max);
+  }
+  collectors_.clear();
+  calibrating_ = false;
+}
+
+std::string QuantModel::save_state() const {
+  ByteWriter w;
+  w.put<uint32_t>(static_cast<uint32_t>(weight_range_));
+  w.put<uint64_t>(plan_.acts.size());
+  for (size_t a = 0; a < plan_.acts.size(); ++a) {
+    w.put_string(g_.nodes[static_cast<size_t>(plan_.acts[a].node)].name);
+    observers_[a].save(w);
+  }
+  return w.take();
+}
+
+void QuantModel::load_state(const std::string& bytes, const std::string& what) {
+  ByteReader r(bytes, what);
+  const uint32_t wr = r.get<uint32_t>();
+  if (wr > 1) r.corrupt("unknown weight range method");
+  weight_range_ = static_cast<WeightRange>(wr);
+  const uint64_t n = r.get<uint64_t>();
+  if (n != plan_.acts.size())
+    fail("{}: holds {} activation quantizers but this recipe's quantization plan has {}; use the recipe that made it",
+         what, n, plan_.acts.size());
+  for (size_t a = 0; a < n; ++a) {
+    std::string name = r.get_string(4096);
+    const std::string& mine = g_.nodes[static_cast<size_t>(plan_.acts[a].node)].name;
+    if (name != mine)
+      fail("{}: activation quantizer {} is on '{}' there but on '{}' in this recipe; use the recipe that made it", what,
+           a, name, mine);
+    observers_[a].load(r);
+  }
+  if (r.remaining() != 0) r.corrupt("trailing bytes in quantizer state");
+}
+
+}  // namespace qatc::quant
