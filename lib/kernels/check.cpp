@@ -46,6 +46,13 @@ void check_window(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t ou
                     axis, in, k, stride, pad, out));
 }
 
+// (q - zero_point) terms bounded by max_abs_x, scaled by 2^left_shift, must fit in int32.
+void check_left_shift(int32_t left_shift, int64_t max_abs_x, const char* op) {
+  if (left_shift < 0 || left_shift > 30 || max_abs_x > (kInt32Max >> left_shift))
+    bad(fmt::format("{}: left shift {} of values up to {} overflows int32", op, left_shift,
+                    max_abs_x));
+}
+
 void check_dims(std::initializer_list<int64_t> dims, const char* what) {
   for (int64_t d : dims)
     if (d < 1) bad(fmt::format("{}: every dimension must be >= 1, got {}", what, d));
@@ -150,6 +157,7 @@ void check(const ConcatParams& p, const int8_t* out, const int8_t* const* inputs
                         k, ci.zero_point, p.output_zero_point));
     } else {
       check_multiplier(ci.multiplier, ci.shift, "concat input", static_cast<int64_t>(k));
+      check_left_shift(ci.left_shift, 255, "concat");
     }
   }
 }
@@ -175,6 +183,7 @@ void check(const GlobalAvgPoolParams& p, const int8_t* out, const int8_t* in) {
   check_multiplier(p.multiplier, p.shift, "global_avgpool", 0);
   if (p.hw > kInt32Max / 255)
     bad(fmt::format("global_avgpool: {} positions can overflow the int32 sum", p.hw));
+  check_left_shift(p.left_shift, 255 * p.hw, "global_avgpool");
 }
 
 void check(const QuantizeParams& p, const int8_t* out, const uint8_t* in, int64_t n) {
@@ -186,6 +195,7 @@ void check(const QuantizeParams& p, const int8_t* out, const uint8_t* in, int64_
   check_int8(p.output_zero_point, "output_zero_point");
   check_clamp(p.qmin, p.qmax);
   check_multiplier(p.multiplier, p.shift, "quantize", 0);
+  check_left_shift(p.left_shift, 255, "quantize");
 }
 
 }  // namespace qatc::kernels

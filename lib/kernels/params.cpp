@@ -21,6 +21,24 @@ void check_zero_point(int32_t zp) {
   QATC_CHECK_LE(zp, 127);
 }
 
+struct PreShifted {
+  int32_t left_shift;
+  fixed::QuantizedMultiplier qm;
+};
+
+// m applied to x * 2^left_shift for |x| <= max_abs_x: the largest left shift that keeps
+// max_abs_x * 2^left_shift <= 2^30 and the multiplier's shift >= -31. Dividing m by a power
+// of two leaves the mantissa unchanged, so this is exactly m's multiplier, re-shifted.
+PreShifted pre_shifted_multiplier(double m, int64_t max_abs_x) {
+  QATC_CHECK_GE(max_abs_x, 1);
+  const auto qm = fixed::quantize_multiplier(m);
+  if (qm.multiplier == 0) return {0, qm};
+  int32_t left = 0;
+  while (left < 30 && (max_abs_x << (left + 1)) <= (int64_t{1} << 30) && qm.shift - (left + 1) >= -31)
+    ++left;
+  return {left, {qm.multiplier, qm.shift - left}};
+}
+
 }  // namespace
 
 AddParams make_add_params(double s1, int32_t zp1, double s2, int32_t zp2, double s_out,
@@ -61,9 +79,10 @@ ConcatParams make_concat_params(int64_t outer, std::span<const ConcatInputSpec> 
     ci.channels = in.channels;
     ci.zero_point = in.zero_point;
     ci.copy = in.scale == output_scale && in.zero_point == output_zero_point;
-    const auto m = fixed::quantize_multiplier(ci.copy ? 1.0 : in.scale / output_scale);
-    ci.multiplier = m.multiplier;
-    ci.shift = m.shift;
+    const auto ps = pre_shifted_multiplier(ci.copy ? 1.0 : in.scale / output_scale, 255);
+    ci.left_shift = ps.left_shift;
+    ci.multiplier = ps.qm.multiplier;
+    ci.shift = ps.qm.shift;
     p.inputs.push_back(ci);
   }
   return p;
@@ -81,9 +100,11 @@ GlobalAvgPoolParams make_global_avgpool_params(int64_t n, int64_t hw, int64_t c,
   p.c = c;
   p.input_zero_point = input_zero_point;
   p.output_zero_point = output_zero_point;
-  const auto m = fixed::quantize_multiplier(input_scale / (output_scale * static_cast<double>(hw)));
-  p.multiplier = m.multiplier;
-  p.shift = m.shift;
+  const auto ps = pre_shifted_multiplier(
+      input_scale / (output_scale * static_cast<double>(hw)), 255 * hw);
+  p.left_shift = ps.left_shift;
+  p.multiplier = ps.qm.multiplier;
+  p.shift = ps.qm.shift;
   p.qmin = -128;
   p.qmax = 127;
   return p;
@@ -99,10 +120,12 @@ QuantizeParams make_quantize_params(double pixel_scale, int32_t pixel_zero_point
   QuantizeParams p{};
   p.pixel_zero_point = pixel_zero_point;
   p.output_zero_point = output_zero_point;
-  // pixel_scale == output_scale gives exactly {2^30, 1}: (x * 2) * 2^30 / 2^31 = x, no rounding.
-  const auto m = fixed::quantize_multiplier(pixel_scale / output_scale);
-  p.multiplier = m.multiplier;
-  p.shift = m.shift;
+  // pixel_scale == output_scale gives m = 1 = {2^30, 1}, re-shifted to {2^30, 1 - L}:
+  // srdhm(x * 2^L, 2^30) = x * 2^(L-1) and the right shift by L - 1 are both exact.
+  const auto ps = pre_shifted_multiplier(pixel_scale / output_scale, 255);
+  p.left_shift = ps.left_shift;
+  p.multiplier = ps.qm.multiplier;
+  p.shift = ps.qm.shift;
   p.qmin = -128;
   p.qmax = 127;
   return p;

@@ -78,16 +78,25 @@ struct AddParams {
 AddParams make_add_params(double s1, int32_t zp1, double s2, int32_t zp2, double s_out,
                           int32_t zp_out, int32_t qmin, int32_t qmax, int64_t size);
 
+// Pre-shifted requantization (concat, global average pool, input quantize): the integer
+// x = (q - zero_point) or a sum of them is scaled by 2^left_shift before mbqm, and the
+// multiplier divided by as much, as Add does with its left shift 20. These multipliers are
+// often close to 1, where mbqm's first rounding (srdhm, to an integer) would otherwise be
+// as coarse as the result and make 5-25% of outputs one step off the exactly rounded value;
+// with the spare bits of x used, the first rounding is negligible.
+
 // One input of a channel concat.
 struct ConcatInput {
   int64_t channels;
   int32_t zero_point;
-  bool copy;                  // same scale and zero point as the output: bytes copied as is
-  int32_t multiplier, shift;  // s_in / s_out, used when !copy
+  bool copy;  // same scale and zero point as the output: bytes copied as is
+  // Used when !copy: (q - zero_point) * 2^left_shift times s_in / (s_out * 2^left_shift).
+  int32_t left_shift, multiplier, shift;
 };
 
 // N inputs [outer, channels_k] concatenated along the last axis into [outer, sum channels_k]:
-//   out = copy ? q : clamp(output_zero_point + mbqm(q - zero_point_k, multiplier_k, shift_k),
+//   out = copy ? q : clamp(output_zero_point +
+//                          mbqm((q - zero_point_k) * 2^left_shift_k, multiplier_k, shift_k),
 //                          -128, 127)
 // (Concat fuses no activation, so the clamp is the int8 range.)
 struct ConcatParams {
@@ -116,12 +125,13 @@ struct Pool2DParams {
 };
 
 // Mean over the hw positions of [n, hw, c] into [n, c]:
-//   out = clamp(output_zero_point + mbqm(sum_hw (q - input_zero_point), multiplier, shift),
-//               qmin, qmax), multiplier/shift = s_in / (s_out * hw).
+//   sum = sum_hw (q - input_zero_point)
+//   out = clamp(output_zero_point + mbqm(sum * 2^left_shift, multiplier, shift), qmin, qmax)
+// with multiplier/shift = s_in / (s_out * hw * 2^left_shift).
 struct GlobalAvgPoolParams {
   int64_t n, hw, c;
   int32_t input_zero_point, output_zero_point;
-  int32_t multiplier, shift;
+  int32_t left_shift, multiplier, shift;
   int32_t qmin, qmax;
 };
 
@@ -130,13 +140,15 @@ GlobalAvgPoolParams make_global_avgpool_params(int64_t n, int64_t hw, int64_t c,
                                                double output_scale, int32_t output_zero_point);
 
 // The model input: uint8 pixels, real = pixel_scale * (pixel - pixel_zero_point), to int8:
-//   out = clamp(output_zero_point + mbqm(pixel - pixel_zero_point, multiplier, shift), qmin, qmax)
-// For pixel_scale == output_scale (1/255) the multiplier is exactly 1 ({2^30, 1}) and the
-// result is exact: with output zero point -128, out = pixel - 128.
+//   out = clamp(output_zero_point +
+//               mbqm((pixel - pixel_zero_point) * 2^left_shift, multiplier, shift), qmin, qmax)
+// with multiplier/shift = pixel_scale / (output_scale * 2^left_shift). For pixel_scale ==
+// output_scale (1/255) the multiplier is exactly 2^-left_shift ({2^30, 1 - left_shift}) and
+// every step is exact: with output zero point -128, out = pixel - 128.
 struct QuantizeParams {
   int32_t pixel_zero_point;  // uint8 domain, [0, 255]
   int32_t output_zero_point;
-  int32_t multiplier, shift;  // pixel_scale / output_scale
+  int32_t left_shift, multiplier, shift;
   int32_t qmin, qmax;
 };
 

@@ -39,7 +39,7 @@ QParams choose_qparams(float min, float max, QRange r, bool symmetric);
 // caller (fake-quant, calibration, the int8 converter) uses this function, so simulated and
 // converted values agree bit for bit. Infinities clamp; NaN maps to zero_point.
 inline int32_t quantize(float x, const QParams& q) {
-  const float v = std::nearbyint(x / q.scale);
+  const float v = std::round(x / q.scale);
   if (std::isnan(v)) return q.zero_point;
   // Clamp in float before converting: x / scale may be far outside the int32 range.
   const float lo = static_cast<float>(q.qmin - q.zero_point);

@@ -140,8 +140,9 @@ TEST_CASE("ref quantize u8 to int8 is exactly pixel - 128 for scale 1/255") {
     CHECK(mismatches == 0);
   };
   const QuantizeParams p = make_quantize_params(1.0 / 255.0, 0, 1.0 / 255.0, -128);
-  CHECK(p.multiplier == 1 << 30);  // exactly 1.0
-  CHECK(p.shift == 1);
+  CHECK(p.left_shift == 22);  // 255 * 2^22 <= 2^30
+  CHECK(p.multiplier == 1 << 30);  // exactly 1.0 / 2^22
+  CHECK(p.shift == 1 - 22);
   check_exact(p);
   // A model input scale that went through float32 (a checkpoint) is still exact.
   check_exact(make_quantize_params(1.0 / 255.0, 0, static_cast<float>(1.0 / 255.0), -128));

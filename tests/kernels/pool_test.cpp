@@ -45,7 +45,7 @@ std::vector<int32_t> pool_oracle(const std::vector<int8_t>& in, const Pool2DPara
             }
           REQUIRE(count > 0);
           const double v = avg ? std::round(sum / count) : mx;
-          out.push_back(static_cast<int32_t>(std::clamp(v, double{p.qmin}, double{p.qmax})));
+          out.push_back(static_cast<int32_t>(std::clamp(v, static_cast<double>(p.qmin), static_cast<double>(p.qmax))));
         }
   return out;
 }
@@ -97,13 +97,15 @@ TEST_CASE("ref maxpool2d ignores padding") {
 }
 
 TEST_CASE("ref global avgpool rounding") {
-  // Same scale and zero point in and out over hw = 4: m = 1/4 = {2^30, -1}.
+  // Same scale and zero point in and out over hw = 4: m = 1/4, applied to sum * 2^L with
+  // 255 * 4 * 2^L <= 2^30 (L = 20): {2^30, -1 - 20}.
   const auto p = make_global_avgpool_params(1, 4, 8, 0.1, 3, 0.1, 3);
+  CHECK(p.left_shift == 20);
   CHECK(p.multiplier == 1 << 30);
-  CHECK(p.shift == -1);
+  CHECK(p.shift == -21);
   // Columns are channels; rows the 4 positions. Sums of (q - 3) per channel:
   //   2 (0.5 -> 1), -2 (-0.5 -> -1), 6 (1.5 -> 2), -6 (-1.5 -> -2), 8 (2), 0, 7 (1.75 -> 2),
-  //   and 5 (1.25): rounding twice gives 2, not 1 (srdhm: 2.5 -> 3, then 3/2 = 1.5 -> 2).
+  //   and 5 (1.25 -> 1; without the pre-shift, rounding twice would give 2: 2.5 -> 3 -> 2).
   const int8_t z = 3;
   std::vector<int8_t> in = {
       5, 1, 9, -3, 5, 3, 10, 8,  //
@@ -113,7 +115,7 @@ TEST_CASE("ref global avgpool rounding") {
   };
   std::vector<int8_t> out(8);
   ref::global_avgpool_qs8(out.data(), in.data(), p);
-  CHECK(out == std::vector<int8_t>{z + 1, z - 1, z + 2, z - 2, z + 2, z, z + 2, z + 2});
+  CHECK(out == std::vector<int8_t>{z + 1, z - 1, z + 2, z - 2, z + 2, z, z + 2, z + 1});
 }
 
 TEST_CASE("ref global avgpool matches the real-arithmetic oracle on every curated shape") {

@@ -27,7 +27,7 @@ void add_qs8(int8_t* out, const int8_t* a, const int8_t* b, const kernels::AddPa
 
 // Each output row is the inputs' rows side by side. An input with the output's scale and
 // zero point is copied; any other is requantized:
-//   out = clamp(zp_out + mbqm(q - zp_k, multiplier_k, shift_k), -128, 127)
+//   out = clamp(zp_out + mbqm((q - zp_k) * 2^left_shift_k, multiplier_k, shift_k), -128, 127)
 void concat_qs8(int8_t* out, const int8_t* const* inputs, const kernels::ConcatParams& p) {
   kernels::check(p, out, inputs);
   for (int64_t r = 0; r < p.outer; ++r) {
@@ -38,24 +38,24 @@ void concat_qs8(int8_t* out, const int8_t* const* inputs, const kernels::ConcatP
         std::memcpy(out, src, static_cast<size_t>(ci.channels));
       } else {
         for (int64_t j = 0; j < ci.channels; ++j)
-          out[j] = static_cast<int8_t>(fixed::requantize(int32_t{src[j]} - ci.zero_point,
-                                                         ci.multiplier, ci.shift,
-                                                         p.output_zero_point, -128, 127));
+          out[j] = static_cast<int8_t>(fixed::requantize(
+              (int32_t{src[j]} - ci.zero_point) * (int32_t{1} << ci.left_shift), ci.multiplier,
+              ci.shift, p.output_zero_point, -128, 127));
       }
       out += ci.channels;
     }
   }
 }
 
-// out = clamp(zp_out + mbqm(pixel - pixel_zp, multiplier, shift), qmin, qmax); with the
-// multiplier exactly 1 ({2^30, 1}) this is exact integer arithmetic.
+// out = clamp(zp_out + mbqm((pixel - pixel_zp) * 2^left_shift, multiplier, shift), qmin, qmax);
+// with pixel scale == output scale the multiplier is exactly 2^-left_shift and this is exact.
 void quantize_u8_to_qs8(int8_t* out, const uint8_t* in, int64_t count,
                         const kernels::QuantizeParams& p) {
   kernels::check(p, out, in, count);
   for (int64_t i = 0; i < count; ++i)
-    out[i] = static_cast<int8_t>(fixed::requantize(int32_t{in[i]} - p.pixel_zero_point,
-                                                   p.multiplier, p.shift, p.output_zero_point,
-                                                   p.qmin, p.qmax));
+    out[i] = static_cast<int8_t>(fixed::requantize(
+        (int32_t{in[i]} - p.pixel_zero_point) * (int32_t{1} << p.left_shift), p.multiplier,
+        p.shift, p.output_zero_point, p.qmin, p.qmax));
 }
 
 }  // namespace qatc::ref

@@ -61,8 +61,9 @@ void avgpool2d_qs8(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p
         }
 }
 
-// out[b, ch] = clamp(zp_out + mbqm(sum_i (q[b, i, ch] - zp_in), multiplier, shift), qmin, qmax)
-// with multiplier/shift = s_in / (s_out * hw).
+// sum = sum_i (q[b, i, ch] - zp_in)
+// out[b, ch] = clamp(zp_out + mbqm(sum * 2^left_shift, multiplier, shift), qmin, qmax)
+// with multiplier/shift = s_in / (s_out * hw * 2^left_shift).
 void global_avgpool_qs8(int8_t* out, const int8_t* in, const kernels::GlobalAvgPoolParams& p) {
   kernels::check(p, out, in);
   for (int64_t b = 0; b < p.n; ++b)
@@ -71,7 +72,8 @@ void global_avgpool_qs8(int8_t* out, const int8_t* in, const kernels::GlobalAvgP
       for (int64_t i = 0; i < p.hw; ++i)
         sum += int32_t{in[(b * p.hw + i) * p.c + ch]} - p.input_zero_point;
       out[b * p.c + ch] = static_cast<int8_t>(fixed::requantize(
-          sum, p.multiplier, p.shift, p.output_zero_point, p.qmin, p.qmax));
+          sum * (int32_t{1} << p.left_shift), p.multiplier, p.shift, p.output_zero_point, p.qmin,
+          p.qmax));
     }
 }
 
