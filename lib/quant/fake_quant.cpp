@@ -48,7 +48,7 @@ void fake_quant_forward(float* out, uint8_t* mask, const float* in, int64_t n, c
     for (int64_t i = b; i < e; ++i) {
       const float x = in[i];
       const float y = dequantize(quantize(x, q), q);
-      if (mask) mask[i] = (x > lo && x <= hi) ? 1 : 0;
+      if (mask) mask[i] = (x >= lo && x <= hi) ? 1 : 0;
       out[i] = std::isnan(x) ? x : y;
     }
   });

@@ -66,7 +66,14 @@ QuantPlan make_plan(const nn::Graph& g, const recipe::QuantSpec& spec) {
   for (const auto& ov : spec.overrides) {
     bool any = false;
     for (size_t i = 0; i < nn_; ++i) {
-      if (p.group_start[i] != static_cast<int>(i) || !matches(ov.match, g.nodes[i].name)) continue;
+      if (!matches(ov.match, g.nodes[i].name)) continue;
+      if (p.group_start[i] != static_cast<int>(i)) {
+        // A BatchNorm or activation fused into a conv/dense is quantized as part of it.
+        const auto& head = g.nodes[static_cast<size_t>(p.group_start[i])];
+        if (matches(ov.match, head.name)) continue;
+        fail("{}: quant override '{}' matches layer '{}', which is fused into '{}' ({}); match '{}' instead",
+             ov.origin.where, ov.match, g.nodes[i].name, head.name, nn::to_string(head.op), head.name);
+      }
       any = true;
       if (ov.weights) wspec[i] = *ov.weights;
       if (ov.activations) aspec[i] = *ov.activations;

@@ -63,7 +63,7 @@ inline Agreement compare(const std::vector<int8_t>& got, const std::vector<int32
 // `min_equal_fraction` is the share of elements that must match exactly (use it on totals
 // over many cases; a tiny case alone says little).
 inline void check_agreement(const Agreement& a, const std::string& what,
-                            double min_equal_fraction = 0.99) {
+                            double min_equal_fraction = 0.995) {
   INFO(what << ": " << a.equal << " of " << a.total << " equal, max |diff| " << a.max_diff);
   CHECK(a.max_diff <= 1);
   CHECK(static_cast<double>(a.equal) >= min_equal_fraction * static_cast<double>(a.total));

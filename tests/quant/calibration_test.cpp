@@ -90,6 +90,20 @@ TEST_CASE("histogram: widening re-bins keep the total count and where the mass i
   CHECK(h.range_minmax().min == -10.0f - 50 * 0.37f);
   CHECK(h.range_minmax().max == 10.0f + 50 * 1.3f);
 
+  // By hand, 4 bins: [0, 4] holds {0, 0.5 | 1.5 | 2.5 | 3.5, 4} = [2, 1, 1, 2]. Adding -2
+  // re-bins onto [-2, 4] (width 1.5): old [0,1] -> new [-0.5,1]; old [1,2] -> new [1,2.5];
+  // old [2,3] splits half and half; old [3,4] -> new [2.5,4]. Then -2 lands in bin 0.
+  HistogramCollector f(4);
+  const float first[6] = {0.0f, 0.5f, 1.5f, 2.5f, 3.5f, 4.0f};
+  f.add(first, 6);
+  CHECK(f.counts() == std::vector<double>{2.0, 1.0, 1.0, 2.0});
+  const float left[1] = {-2.0f};
+  f.add(left, 1);
+  CHECK(f.counts()[0] == doctest::Approx(1.0));
+  CHECK(f.counts()[1] == doctest::Approx(2.0));
+  CHECK(f.counts()[2] == doctest::Approx(1.5));
+  CHECK(f.counts()[3] == doctest::Approx(2.5));
+
   // A collector whose first batch is a single value (zero-width histogram) widens too.
   HistogramCollector p(16);
   const float same[3] = {2.0f, 2.0f, 2.0f};
@@ -215,4 +229,25 @@ TEST_CASE("channel_weight_range_mse: each column searched on its own") {
     CHECK(got[static_cast<size_t>(c)].max == want.max);
   }
   CHECK(got[0].max < got[3].max);  // different spreads give different ranges
+}
+
+TEST_CASE("histogram: mse range from a coarse histogram whose bins span many steps") {
+  // 64 bins over [-50, 50] are 1.56 wide, far wider than the candidate steps (~0.14): the bulk
+  // sits in two bins, and the expected error must count every whole rounding interval inside
+  // a bin (step^3 / 12 each). The optimum is the same as with fine bins (see above).
+  HistogramCollector h(64);
+  Rng rng(10);
+  std::vector<float> x(100000);
+  for (int b = 0; b < 10; ++b) {
+    for (auto& v : x) v = rng.uniform(-1.0f, 1.0f);
+    h.add(x.data(), static_cast<int64_t>(x.size()));
+  }
+  const float outliers[3] = {50.0f, -50.0f, 48.0f};
+  h.add(outliers, 3);
+  const MinMax ma = h.range_mse(qrange(8, false, false), false);
+  INFO("asymmetric mse range [" << ma.min << ", " << ma.max << "]");
+  CHECK(ma.max > 24.0f);
+  CHECK(ma.max < 31.0f);
+  CHECK(ma.min < -4.0f);
+  CHECK(ma.min > -10.0f);
 }
