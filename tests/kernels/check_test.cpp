@@ -83,7 +83,7 @@ TEST_CASE("check bounds the int32 accumulator by depth and bias") {
   CHECK_THROWS_AS(check(deep, &out, &x), InternalError);
 }
 
-TEST_CASE("check rejects bad add, concat, pool, global avgpool and quantize parameters") {
+TEST_CASE("check rejects bad add concat pool global avgpool and quantize parameters") {
   int8_t a = 0, b = 0, out = 0;
   const uint8_t pixel = 0;
   AddParams add = make_add_params(0.1, 0, 0.2, 0, 0.3, 0, -128, 127, 1);

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -117,6 +118,33 @@ TEST_CASE("choose_qparams: real 0 is exact for many random ranges - the nudging 
         }
       }
   CHECK(checked == 7 * 4 * 600);
+}
+
+TEST_CASE("round_half_away_from_zero: equals std::round on edge cases and random floats") {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> edge = {0.0f, -0.0f, 0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f,
+                                   0.49999997f, -0.49999997f, 0.50000006f, 8388607.5f,
+                                   -8388607.5f, 8388608.0f, 16777217.0f, 1e30f, -1e30f,
+                                   std::numeric_limits<float>::denorm_min(), inf, -inf};
+  for (float x : edge) {
+    INFO("x = " << x);
+    CHECK(round_half_away_from_zero(x) == std::round(x));
+    CHECK(std::signbit(round_half_away_from_zero(x)) == std::signbit(std::round(x)));
+  }
+  CHECK(std::isnan(round_half_away_from_zero(std::nanf(""))));
+  Rng rng(77);
+  for (int i = 0; i < 200000; ++i) {
+    // Random bit patterns cover every exponent; also values near half-integers.
+    uint32_t bits = static_cast<uint32_t>(rng.next());
+    float x;
+    std::memcpy(&x, &bits, sizeof x);
+    if (std::isnan(x)) continue;
+    REQUIRE(round_half_away_from_zero(x) == std::round(x));
+    const float h = static_cast<float>(static_cast<int>(rng.below(2000)) - 1000) + 0.5f;
+    const float near = std::nextafter(h, (i & 1) ? inf : -inf);
+    REQUIRE(round_half_away_from_zero(h) == std::round(h));
+    REQUIRE(round_half_away_from_zero(near) == std::round(near));
+  }
 }
 
 TEST_CASE("quantize: ties round away from real 0 before zero_point is added") {

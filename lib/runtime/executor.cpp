@@ -1,0 +1,158 @@
+// Int8 executor and its memory plan.
+#include "runtime/executor.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/ref/kernels.h"
+#include "nn/activation.h"
+#include "nn/conv2d.h"
+#include "nn/dense.h"
+#include "quant/qparams.h"
+
+namespace qatc::runtime {
+namespace {
+
+kernels::Conv2DParams conv_params(const ConvLayer& c, const Shape& in, const Shape& out, int64_t n, const QTensor& ti,
+                                  const QTensor& to) {
+  kernels::Conv2DParams p{};
+  p.n = n, p.h = in[0], p.w = in[1], p.c = in[2];
+  p.kh = c.kh, p.kw = c.kw, p.oc = out[2];
+  p.stride_h = c.stride_h, p.stride_w = c.stride_w, p.pad_top = c.pad_top, p.pad_left = c.pad_left;
+  p.oh = out[0], p.ow = out[1];
+  p.input_zero_point = ti.zero_point, p.output_zero_point = to.zero_point;
+  p.weights = c.weights.data(), p.bias = c.bias.data(), p.multiplier = c.multiplier.data(), p.shift = c.shift.data();
+  p.qmin = c.qmin, p.qmax = c.qmax;
+  return p;
+}
+
+}  // namespace
+
+Executor::Executor(const IntModel& m, int64_t max_batch) : m_(m) {
+  // Liveness: the last layer reading each tensor (the output lives to the end).
+  const size_t nt = m.tensors.size();
+  std::vector<int> last_use(nt, -1);
+  std::vector<int> alias_of(nt, -1);
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const auto& l = m.layers[i];
+    last_use[static_cast<size_t>(l.input)] = static_cast<int>(i);
+    if (std::holds_alternative<ReshapeLayer>(l.params)) alias_of[static_cast<size_t>(l.output)] = l.input;
+  }
+  last_use[static_cast<size_t>(m.output)] = static_cast<int>(m.layers.size());
+  // A view keeps its source alive as long as itself.
+  for (size_t i = m.layers.size(); i-- > 0;) {
+    const auto& l = m.layers[i];
+    if (alias_of[static_cast<size_t>(l.output)] >= 0)
+      last_use[static_cast<size_t>(l.input)] = std::max(last_use[static_cast<size_t>(l.input)],
+                                                         last_use[static_cast<size_t>(l.output)]);
+  }
+  slot_.assign(nt, -1);
+  std::vector<int> free_after;  // per slot: the layer after which it is free again
+  auto take_slot = [&](size_t t, int at) {
+    const int64_t need = numel(m.tensors[t].shape);
+    int best = -1;
+    for (size_t s = 0; s < free_after.size(); ++s)
+      if (free_after[s] < at && (best < 0 || std::abs(slot_elems_[s] - need) < std::abs(slot_elems_[static_cast<size_t>(best)] - need)))
+        best = static_cast<int>(s);
+    if (best < 0) {
+      best = static_cast<int>(free_after.size());
+      free_after.push_back(0);
+      slot_elems_.push_back(0);
+    }
+    slot_elems_[static_cast<size_t>(best)] = std::max(slot_elems_[static_cast<size_t>(best)], need);
+    free_after[static_cast<size_t>(best)] = last_use[t];
+    slot_[t] = best;
+  };
+  take_slot(0, -1);
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const auto& l = m.layers[i];
+    const auto out = static_cast<size_t>(l.output);
+    if (alias_of[out] >= 0) {
+      slot_[out] = slot_[static_cast<size_t>(alias_of[out])];
+      free_after[static_cast<size_t>(slot_[out])] =
+          std::max(free_after[static_cast<size_t>(slot_[out])], last_use[out]);
+    } else {
+      // The output must not share memory with this layer's input: "free" means strictly before.
+      take_slot(out, static_cast<int>(i) + 1);
+    }
+  }
+  buffers_.resize(slot_elems_.size());
+  reserve(max_batch);
+}
+
+void Executor::reserve(int64_t n) {
+  if (n <= max_batch_) return;
+  max_batch_ = n;
+  for (size_t s = 0; s < buffers_.size(); ++s) buffers_[s].resize(static_cast<size_t>(n * slot_elems_[s]));
+}
+
+int64_t Executor::arena_bytes() const {
+  int64_t b = 0;
+  for (const auto& buf : buffers_) b += static_cast<int64_t>(buf.size());
+  return b;
+}
+
+const int8_t* Executor::run(const uint8_t* pixels, int64_t n) {
+  QATC_CHECK_GE(n, 1);
+  reserve(n);
+  auto buf = [&](int32_t t) { return buffers_[static_cast<size_t>(slot_[static_cast<size_t>(t)])].data(); };
+  ref::quantize_u8_to_qs8(buf(0), pixels, n * numel(m_.tensors[0].shape), m_.input_quant);
+  for (const auto& l : m_.layers) {
+    const QTensor& ti = m_.tensors[static_cast<size_t>(l.input)];
+    const QTensor& to = m_.tensors[static_cast<size_t>(l.output)];
+    const int8_t* in = buf(l.input);
+    int8_t* out = buf(l.output);
+    if (const auto* c = std::get_if<ConvLayer>(&l.params)) {
+      if (c->dense) {
+        kernels::DenseParams p{};
+        p.n = n, p.in_features = numel(ti.shape), p.out_features = to.shape[0];
+        p.input_zero_point = ti.zero_point, p.output_zero_point = to.zero_point;
+        p.weights = c->weights.data(), p.bias = c->bias.data(), p.multiplier = c->multiplier.data();
+        p.shift = c->shift.data(), p.qmin = c->qmin, p.qmax = c->qmax;
+        ref::dense_qs8(out, in, p);
+      } else {
+        ref::conv2d_qs8(out, in, conv_params(*c, ti.shape, to.shape, n, ti, to));
+      }
+    } else if (const auto* pl = std::get_if<PoolLayer>(&l.params)) {
+      kernels::Pool2DParams p{};
+      p.n = n, p.h = ti.shape[0], p.w = ti.shape[1], p.c = ti.shape[2], p.kh = pl->kh, p.kw = pl->kw;
+      p.stride_h = pl->stride_h, p.stride_w = pl->stride_w, p.pad_top = pl->pad_top, p.pad_left = pl->pad_left;
+      p.oh = to.shape[0], p.ow = to.shape[1], p.qmin = -128, p.qmax = 127;
+      if (pl->max) ref::maxpool2d_qs8(out, in, p);
+      else ref::avgpool2d_qs8(out, in, p);
+    } else if (const auto* gp = std::get_if<GlobalPoolLayer>(&l.params)) {
+      kernels::GlobalAvgPoolParams p{};
+      p.n = n, p.hw = ti.shape[0] * ti.shape[1], p.c = ti.shape[2];
+      p.input_zero_point = ti.zero_point, p.output_zero_point = to.zero_point;
+      p.left_shift = gp->left_shift, p.multiplier = gp->multiplier, p.shift = gp->shift;
+      p.qmin = -128, p.qmax = 127;
+      ref::global_avgpool_qs8(out, in, p);
+    } else if (std::holds_alternative<ReshapeLayer>(l.params)) {
+      // A view: the planner gave input and output the same buffer.
+    } else {
+      const auto& f = std::get<FloatLayer>(l.params);
+      const int64_t in_count = n * numel(ti.shape), out_count = n * numel(to.shape);
+      fin_.resize(static_cast<size_t>(in_count));
+      fout_.resize(static_cast<size_t>(out_count));
+      const quant::QParams qi{static_cast<float>(ti.scale), ti.zero_point, -128, 127};
+      const quant::QParams qo{static_cast<float>(to.scale), to.zero_point, -(1 << (to.bits - 1)), (1 << (to.bits - 1)) - 1};
+      for (int64_t k = 0; k < in_count; ++k) fin_[static_cast<size_t>(k)] = quant::dequantize(in[k], qi);
+      if (f.dense) {
+        nn::dense_forward(fout_.data(), fin_.data(), f.weights.data(), f.bias.data(), n, numel(ti.shape), to.shape[0]);
+      } else {
+        nn::Conv2DGeom g{n, ti.shape[0], ti.shape[1], ti.shape[2], f.kh, f.kw, to.shape[2], f.stride_h, f.stride_w,
+                         f.pad_top, f.pad_left, to.shape[0], to.shape[1]};
+        fwork_.resize(static_cast<size_t>(nn::conv2d_workspace_floats(g)));
+        nn::conv2d_forward(fout_.data(), fin_.data(), f.weights.data(), f.bias.data(), g, fwork_.data());
+      }
+      if (f.activation == FloatActivation::relu) nn::relu_forward(fout_.data(), fout_.data(), out_count);
+      if (f.activation == FloatActivation::relu6) nn::relu6_forward(fout_.data(), fout_.data(), out_count);
+      for (int64_t k = 0; k < out_count; ++k)
+        out[k] = static_cast<int8_t>(quant::quantize(fout_[static_cast<size_t>(k)], qo));
+    }
+  }
+  return buf(m_.output);
+}
+
+}  // namespace qatc::runtime

@@ -1,0 +1,35 @@
+// The int8 executor: runs an IntModel on uint8 images with the integer kernels. Buffers are
+// planned once per model (tensors whose lifetimes do not overlap share memory; reshapes are
+// views) and grown only when a larger batch arrives.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime/int_model.h"
+
+namespace qatc::runtime {
+
+class Executor {
+ public:
+  Executor(const IntModel& m, int64_t max_batch);
+
+  // pixels [n, h, w, c] uint8 -> int8 logits [n, classes] (valid until the next call).
+  const int8_t* run(const uint8_t* pixels, int64_t n);
+  // The int8 output of tensor t from the last run.
+  const int8_t* tensor(size_t t) const { return buffers_[static_cast<size_t>(slot_[t])].data(); }
+  // Bytes of activation memory the plan uses at the current batch size.
+  int64_t arena_bytes() const;
+
+ private:
+  void reserve(int64_t n);
+
+  const IntModel& m_;
+  int64_t max_batch_ = 0;
+  std::vector<int> slot_;  // per tensor: buffer index
+  std::vector<int64_t> slot_elems_;  // per buffer: elements per example
+  std::vector<std::vector<int8_t>> buffers_;
+  std::vector<float> fin_, fout_, fwork_;  // float layers only
+};
+
+}  // namespace qatc::runtime

@@ -1,0 +1,88 @@
+// The integer-only model: what `qatc convert` writes and the int8 executor runs. Tensors are
+// int8 with a (scale, zero_point) kept for reports and dequantizing the logits; the kernels
+// read only the integer parameters (weights, int32 bias, per-channel multiplier and shift,
+// clamp bounds), all computed once at conversion.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/shape.h"
+#include "kernels/params.h"
+
+namespace qatc::runtime {
+
+struct QTensor {
+  std::string name;
+  Shape shape;  // one example: [h, w, c] or [features]
+  double scale = 1.0;
+  int32_t zero_point = 0;
+  int32_t bits = 8;
+};
+
+enum class FloatActivation : uint32_t { none = 0, relu = 1, relu6 = 2 };
+
+// conv2d or dense with int8 weights; BatchNorm folded, activation folded into qmin/qmax.
+struct ConvLayer {
+  bool dense = false;
+  int64_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0;
+  std::vector<int8_t> weights;  // conv [oc, kh, kw, ic] (OHWI); dense [out, in]
+  std::vector<int32_t> bias, multiplier, shift;  // [oc]
+  int32_t qmin = -128, qmax = 127;
+  int32_t weight_bits = 8;
+  std::vector<double> weight_scales;  // [oc] (for reports; the kernels read multiplier/shift)
+};
+
+struct PoolLayer {
+  bool max = true;
+  int64_t kh = 2, kw = 2, stride_h = 2, stride_w = 2, pad_top = 0, pad_left = 0;
+};
+
+struct GlobalPoolLayer {
+  int32_t left_shift = 0, multiplier = 0, shift = 0;
+};
+
+struct ReshapeLayer {};  // flatten / dropout: the same bytes, a new shape
+
+// A layer kept in float (quant.overrides skip): dequantize, float conv/dense, quantize.
+struct FloatLayer {
+  bool dense = false;
+  int64_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0;
+  std::vector<float> weights;  // graph layout: conv [kh, kw, ic, oc], dense [in, out], BN folded
+  std::vector<float> bias;     // [oc]
+  FloatActivation activation = FloatActivation::none;
+};
+
+using LayerParams = std::variant<ConvLayer, PoolLayer, GlobalPoolLayer, ReshapeLayer, FloatLayer>;
+
+struct IntLayer {
+  std::string name;
+  int32_t input = 0, output = 0;  // tensor indices
+  LayerParams params;
+};
+
+struct IntModel {
+  std::string recipe_yaml;  // the recipe the model came from (data and normalization)
+  std::string source;       // "qat" or "ptq"
+  std::vector<QTensor> tensors;  // tensors[0]: the quantized model input
+  kernels::QuantizeParams input_quant{};  // uint8 pixels -> tensors[0]
+  double pixel_scale = 1.0 / 255.0;
+  int32_t pixel_zero_point = 0;
+  std::vector<IntLayer> layers;  // in execution order
+  int32_t output = 0;            // tensor index of the logits
+
+  int64_t classes() const { return numel(tensors[static_cast<size_t>(output)].shape); }
+};
+
+const char* layer_kind(const IntLayer& l);  // "conv2d", "dense", "maxpool", ...
+
+void save_int_model(const std::filesystem::path& path, const IntModel& m);
+// Checks every size, index and shape before anything is used; raises qatc::Error.
+IntModel load_int_model(const std::filesystem::path& path);
+// True when the file starts with the int8 model magic.
+bool is_int_model_file(const std::filesystem::path& path);
+
+}  // namespace qatc::runtime
