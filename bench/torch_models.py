@@ -156,9 +156,30 @@ def evaluate(model, x, y, batch=1000):
     return loss_sum / x.shape[0], correct / x.shape[0]
 
 
+# OpenBLAS cores that are its generic fallbacks when it does not recognize the CPU (same list as
+# lib/core/blas_env.cpp).
+OPENBLAS_FALLBACK_CORES = {"Prescott", "Core2", "Penryn", "Nehalem", "Dunnington", "Atom", "Katmai", "Unknown"}
+
+
+def openblas_core():
+    """The kernel family of the OpenBLAS that torch's BLAS calls (dense layers) go to, or None when torch's
+    BLAS is not OpenBLAS. Call after importing torch, so that this is the library torch loaded."""
+    import ctypes
+    for name in ("libblas.so.3", "libopenblas.so.0"):
+        try:
+            fn = ctypes.CDLL(name).openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        fn.restype = ctypes.c_char_p
+        return fn().decode()
+    return None
+
+
 def environment():
     import torch
     return {
+        "openblas_core": openblas_core(),
+        "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
         "torch_version": torch.__version__,
         "mkldnn_available": bool(torch.backends.mkldnn.is_available()),
         "mkldnn_enabled": bool(torch.backends.mkldnn.enabled),

@@ -112,7 +112,8 @@ void set_num_threads(int n) {
   std::lock_guard<std::mutex> lk(g_pool_mu);
   if (n != g_threads) g_pool.reset();
   g_threads = n;
-  openblas_set_num_threads(n);
+  // qatc parallelizes around OpenBLAS (nn/sgemm.cpp); OpenBLAS's own threads would spin.
+  openblas_set_num_threads(1);
 }
 
 int num_threads() {

@@ -7,7 +7,7 @@
 
 namespace qatc {
 
-// Sets the number of worker threads for qatc's own loops and for OpenBLAS.
+// Sets the number of worker threads for qatc's loops (OpenBLAS is kept single-threaded).
 // n <= 0 means all hardware threads.
 void set_num_threads(int n);
 int num_threads();

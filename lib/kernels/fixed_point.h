@@ -18,8 +18,8 @@ struct QuantizedMultiplier {
 };
 
 // m (finite, >= 0) as {multiplier, shift}, mantissa rounded to nearest (ties away from zero),
-// relative error <= 2^-31. m < 2^-32 gives {0, 0}: |x * m| < 1/2 for every int32 x, so the
-// exact rounded product is 0 anyway. m >= 2^30 saturates to {2^31 - 1, 30} (every nonzero
+// relative error <= 2^-31. m rounding below 2^-32 gives {0, 0}: |x * m| < 1/2 for every
+// int32 x, so the exact rounded product is 0 anyway. m >= 2^30 saturates to {2^31 - 1, 30} (every nonzero
 // int32 x times such an m is far outside int8). Run at convert time, never in kernels.
 QuantizedMultiplier quantize_multiplier(double m);
 

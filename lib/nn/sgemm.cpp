@@ -12,6 +12,20 @@
 
 namespace qatc::nn {
 
+namespace {
+
+void blas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+// Below this many multiply-adds a second thread costs more than it saves.
+constexpr int64_t kParallelMacs = int64_t{1} << 21;
+
+}  // namespace
+
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   QATC_CHECK_GE(m, 0);
@@ -26,10 +40,25 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
-              static_cast<blasint>(ldc));
+  // OpenBLAS runs single-threaded (its own threads spin in sched_yield and fight qatc's pool);
+  // qatc splits C into blocks of rows (or columns when C is wide) across its pool instead.
+  // Each element of C is still one OpenBLAS dot product over the same K blocking, so the
+  // result does not depend on the number of threads.
+  if (num_threads() == 1 || m * n * k < kParallelMacs) {
+    blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+  if (m >= n) {
+    parallel_for(m, 16, [&](int64_t i0, int64_t i1) {
+      const float* ai = trans_a ? a + i0 : a + i0 * lda;
+      blas(trans_a, trans_b, i1 - i0, n, k, alpha, ai, lda, b, ldb, beta, c + i0 * ldc, ldc);
+    });
+  } else {
+    parallel_for(n, 16, [&](int64_t j0, int64_t j1) {
+      const float* bj = trans_b ? b + j0 * ldb : b + j0;
+      blas(trans_a, trans_b, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
+    });
+  }
 }
 
 void add_column_sums(float* acc, const float* x, int64_t rows, int64_t cols) {

@@ -7,7 +7,7 @@ namespace qatc::nn {
 
 // C[m,n] = alpha * op(A) * op(B) + beta * C, all row-major.
 // op(A) is [m,k] (A stored [k,m] when trans_a), op(B) is [k,n] (B stored [n,k] when trans_b).
-// Threaded by OpenBLAS (qatc::set_num_threads sets its thread count).
+// Threaded by splitting C across qatc's pool; OpenBLAS itself runs single-threaded.
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 

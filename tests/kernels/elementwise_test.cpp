@@ -25,7 +25,7 @@ TEST_CASE("make_add_params computes the multipliers the TFLite way") {
   CHECK(p.output_shift == -19);
 }
 
-TEST_CASE("ref add with different scales, hand-computed") {
+TEST_CASE("ref add with different scales hand-computed") {
   // real = 0.5 * a and 0.25 * (b - 10); out scale 1, zero point -5.
   const std::vector<int8_t> a = {4, -3, 0, 100, -128, 1};
   const std::vector<int8_t> b = {18, 10, 12, 127, -128, 12};
