@@ -163,13 +163,61 @@ def run_qatc(args, spec, workdir, rep):
                 test_accuracy=ev["accuracy"], test_examples=ev["examples"])
 
 
-def torch_env(threads):
+def torch_env(threads, coretype=None):
     env = dict(os.environ)
     # libgomp (torch's intra-op pool) and OpenBLAS (torch's BLAS on Debian: pthread build, its own pool)
     # both default to every core; pin both to the thread count under test.
     env["OMP_NUM_THREADS"] = str(threads)
     env["OPENBLAS_NUM_THREADS"] = str(threads)
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
     return env
+
+
+def qatc_openblas_core(qatc):
+    """The OpenBLAS kernels qatc runs with (it logs them at debug level before any command runs)."""
+    p = subprocess.run([qatc, "-v", "eval", "/nonexistent/train_speed_probe.ckpt"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    for line in p.stderr.splitlines():
+        if "OpenBLAS kernels:" in line:
+            return line.split("OpenBLAS kernels:", 1)[1].strip()
+    return None
+
+
+def openblas_correction():
+    """What qatc's lib/core/blas_env.cpp would set OPENBLAS_CORETYPE to when OpenBLAS falls back to its
+    generic kernels on this CPU."""
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if {"avx512f", "avx512bw", "avx512vl"} <= flags:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return None
+
+
+def torch_info(args):
+    """Probes the PyTorch worker's environment and decides its OPENBLAS_CORETYPE (args.coretype)."""
+    def probe(coretype):
+        return json.loads(run_checked([args.python, os.path.join(HERE, "torch_models.py"), "--info"],
+                                      env=torch_env(args.threads, coretype),
+                                      what=f"import torch with {args.python} (run with /usr/bin/python3 "
+                                      "after apt-get install python3-torch)"))
+    args.coretype = None
+    if args.torch_openblas_coretype not in ("auto", "keep"):
+        args.coretype = args.torch_openblas_coretype
+        return probe(args.coretype)
+    info = probe(None)
+    if (args.torch_openblas_coretype == "auto" and "OPENBLAS_CORETYPE" not in os.environ
+            and info["openblas_core"] in torch_models.OPENBLAS_FALLBACK_CORES):
+        args.coretype = openblas_correction()
+        if args.coretype:
+            info = probe(args.coretype)
+    return info
 
 
 def run_torch(args, spec, rep):
@@ -180,7 +228,8 @@ def run_torch(args, spec, rep):
         cmd.append("--no-mkldnn")
     state = wait_for_idle(args.wait_idle)
     t0 = time.perf_counter()
-    res = json.loads(run_checked(cmd, env=torch_env(args.threads), what="PyTorch training").strip().splitlines()[-1])
+    res = json.loads(run_checked(cmd, env=torch_env(args.threads, args.coretype),
+                                 what="PyTorch training").strip().splitlines()[-1])
     wall = time.perf_counter() - t0
     epochs = res["epochs"]
     return dict(state, wall_seconds=wall, command=" ".join(cmd),
@@ -188,7 +237,7 @@ def run_torch(args, spec, rep):
                 epoch_seconds=[e["seconds"] for e in epochs], steps_per_epoch=res["steps_per_epoch"],
                 train_loss=epochs[-1]["loss"], val_accuracy=epochs[-1]["val_accuracy"],
                 test_accuracy=res["test_accuracy"], torch_threads_seen=res["torch_threads"],
-                mkldnn_enabled=res["mkldnn_enabled"])
+                mkldnn_enabled=res["mkldnn_enabled"], openblas_core=res["openblas_core"])
 
 
 def summarize(runs):
@@ -232,6 +281,9 @@ def main():
     ap.add_argument("--init", choices=["keras", "torch"], default="keras",
                     help="PyTorch-side initialization (keras = Glorot-uniform, like qatc)")
     ap.add_argument("--no-mkldnn", action="store_true", help="run PyTorch with torch.backends.mkldnn disabled")
+    ap.add_argument("--torch-openblas-coretype", default="auto", metavar="auto|keep|NAME",
+                    help="OPENBLAS_CORETYPE for the PyTorch worker. auto (default): when OpenBLAS falls back to "
+                    "its generic SSE3 kernels, correct it as qatc does; keep: leave OpenBLAS's choice")
     ap.add_argument("--wait-idle", action="store_true",
                     help=f"before each timed run wait up to {IDLE_WAIT_S} s for the 1-min load to drop below {IDLE_LOAD}")
     ap.add_argument("--python", default=sys.executable, help="interpreter with torch for the PyTorch worker")
@@ -245,20 +297,21 @@ def main():
 
     try:
         specs = [spec_for_recipe(p) for p in args.recipes]
-        info = json.loads(run_checked([args.python, os.path.join(HERE, "torch_models.py"), "--info"],
-                                      env=torch_env(args.threads), what=f"import torch with {args.python} "
-                                      "(run with /usr/bin/python3 after apt-get install python3-torch)"))
+        info = torch_info(args)
     except BenchError as e:
         print(f"train_speed: {e}", file=sys.stderr)
         return 1
     qatc_version = subprocess.run([args.qatc, "--version"], stdout=subprocess.PIPE, text=True).stdout.strip()
+    qatc_blas = qatc_openblas_core(args.qatc)
     machine = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cpus": os.cpu_count(),
                "affinity": len(os.sched_getaffinity(0)), "load_at_start": [round(x, 2) for x in os.getloadavg()]}
     print(f"CPU: {machine['cpu']} ({machine['cpus']} CPUs, {machine['affinity']} usable; "
           f"{' '.join(machine['cpu_flags'])})")
-    print(f"qatc: {args.qatc} ({qatc_version}); PyTorch {info['torch_version']} eager, "
-          f"mkldnn available={info['mkldnn_available']} used={not args.no_mkldnn and info['mkldnn_available']}, "
-          f"MKL={info['mkl_available']}")
+    print(f"qatc: {args.qatc} ({qatc_version}), OpenBLAS kernels {qatc_blas}")
+    print(f"PyTorch {info['torch_version']} eager: mkldnn (oneDNN) available={info['mkldnn_available']} "
+          f"used={not args.no_mkldnn and info['mkldnn_available']}, MKL={info['mkl_available']}, OpenBLAS kernels "
+          f"{info['openblas_core']}" + (f" (OPENBLAS_CORETYPE={args.coretype} set by this script)"
+                                         if args.coretype else ""))
     print(f"threads {args.threads}, epochs {args.epochs}, repeats {args.repeats}, seed {args.seed}, "
           f"torch init {args.init}; load at start {machine['load_at_start']}")
 
@@ -296,7 +349,8 @@ def main():
         print(f"\nnote: some runs started with a 1-min load >= {IDLE_LOAD}; the timings are disturbed by other work")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "torch": info, "qatc_version": qatc_version, "args": vars(args),
+            json.dump({"machine": machine, "torch": info, "qatc_version": qatc_version,
+                       "qatc_openblas_core": qatc_blas, "args": vars(args),
                        "results": rows}, f, indent=2)
     return 0
 

@@ -30,6 +30,7 @@ std::unique_ptr<Command> make_run(CLI::App& parent);
 std::unique_ptr<Command> make_train(CLI::App& parent);
 std::unique_ptr<Command> make_ptq(CLI::App& parent);
 std::unique_ptr<Command> make_qat(CLI::App& parent);
+std::unique_ptr<Command> make_convert(CLI::App& parent);
 std::unique_ptr<Command> make_eval(CLI::App& parent);
 std::unique_ptr<Command> make_report(CLI::App& parent);
 

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   commands.push_back(cli::make_train(app));
   commands.push_back(cli::make_ptq(app));
   commands.push_back(cli::make_qat(app));
+  commands.push_back(cli::make_convert(app));
   commands.push_back(cli::make_eval(app));
   commands.push_back(cli::make_report(app));
 

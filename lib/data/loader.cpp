@@ -2,6 +2,7 @@
 #include "data/loader.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -43,6 +44,14 @@ void gather_batch(const Dataset& ds, const int32_t* idx, int64_t n, const recipe
       y[i] = ds.labels[static_cast<size_t>(idx[i])];
     }
   });
+}
+
+void gather_pixels(const Dataset& ds, const int32_t* idx, int64_t n, uint8_t* x, int32_t* y) {
+  const int64_t per = ds.h * ds.w * ds.c;
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(x + i * per, ds.images.data() + static_cast<int64_t>(idx[i]) * per, static_cast<size_t>(per));
+    y[i] = ds.labels[static_cast<size_t>(idx[i])];
+  }
 }
 
 void check_fits(const Dataset& ds, const std::vector<int64_t>& input, int64_t classes, const std::string& model) {

@@ -26,6 +26,9 @@ std::vector<int32_t> all_indices(const Dataset& ds);
 void gather_batch(const Dataset& ds, const int32_t* idx, int64_t n, const recipe::DataSpec& spec, float* x,
                   int32_t* y);
 
+// Copies n examples' raw uint8 pixels [n, h, w, c] and their labels (the int8 model's input).
+void gather_pixels(const Dataset& ds, const int32_t* idx, int64_t n, uint8_t* x, int32_t* y);
+
 // Checks that a dataset fits a model input [h, w, c] and class count; raises qatc::Error.
 void check_fits(const Dataset& ds, const std::vector<int64_t>& input, int64_t classes, const std::string& model);
 

@@ -9,6 +9,8 @@
 #include "quant/plan.h"
 #include "quant/quant_model.h"
 #include "recipe/load.h"
+#include "runtime/evaluate.h"
+#include "runtime/int_model.h"
 
 namespace qatc::pipeline {
 
@@ -49,8 +51,24 @@ LoadedModel open_checkpoint(const std::filesystem::path& file, int64_t batch_siz
 }
 
 ModelEval evaluate_model_file(const std::filesystem::path& file, const DataChoice& choice, int64_t batch_size) {
-  LoadedModel m = open_checkpoint(file, batch_size);
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) fail("{}: model file not found", file.string());
   ModelEval out;
+  if (runtime::is_int_model_file(file)) {
+    runtime::IntModel im = runtime::load_int_model(file);
+    out.recipe = recipe::parse_recipe(im.recipe_yaml, file.string() + " (embedded recipe)");
+    const std::string dataset = choice.dataset.empty() ? out.recipe.data.dataset : choice.dataset;
+    const std::string path = !choice.path.empty() ? choice.path : (dataset == out.recipe.data.dataset ? out.recipe.data.path : "");
+    data::Dataset ds = data::load_dataset(dataset, choice.split, path);
+    data::check_fits(ds, std::vector<int64_t>(im.tensors[0].shape.begin(), im.tensors[0].shape.end()), im.classes(),
+                     file.string());
+    out.kind = "int8";
+    out.result = runtime::evaluate_int(im, ds, data::all_indices(ds), batch_size);
+    out.size_bytes = static_cast<int64_t>(std::filesystem::file_size(file));
+    out.dataset = dataset + "/" + choice.split;
+    return out;
+  }
+  LoadedModel m = open_checkpoint(file, batch_size);
   const recipe::DataSpec& norm = m.recipe.data;
   const std::string dataset = choice.dataset.empty() ? norm.dataset : choice.dataset;
   const std::string path = !choice.path.empty() ? choice.path : (dataset == norm.dataset ? norm.path : "");

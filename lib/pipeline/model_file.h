@@ -34,7 +34,7 @@ struct LoadedModel {
 LoadedModel open_checkpoint(const std::filesystem::path& file, int64_t batch_size, bool with_grads = false);
 
 struct ModelEval {
-  std::string kind;
+  std::string kind;  // float, fakequant, int8
   train::EvalResult result;
   int64_t size_bytes = 0;
   std::string dataset;  // "mnist/test"

@@ -3,6 +3,7 @@
 //   train_state.ckpt   resumable training state (train)
 //   ptq.ckpt           float weights + calibrated quantizers (ptq)
 //   qat.ckpt           fine-tuned weights + learned quantizers (qat); qat_state.ckpt resumes it
+//   ptq.int8, qat.int8 integer-only models (convert)
 //   metrics.jsonl      one line per epoch and per stage
 //   results/<row>.json one evaluation per model form (eval)
 //   recipe.yaml        the recipe as run, after --set overrides
@@ -22,6 +23,8 @@ struct RunFolder {
   std::filesystem::path ptq_ckpt() const { return root / "ptq.ckpt"; }
   std::filesystem::path qat_ckpt() const { return root / "qat.ckpt"; }
   std::filesystem::path qat_state() const { return root / "qat_state.ckpt"; }
+  std::filesystem::path ptq_int8() const { return root / "ptq.int8"; }
+  std::filesystem::path qat_int8() const { return root / "qat.int8"; }
   std::filesystem::path result(const std::string& row) const { return root / "results" / (row + ".json"); }
   std::filesystem::path recipe_copy() const { return root / "recipe.yaml"; }
   std::filesystem::path report_json() const { return root / "report.json"; }

@@ -12,7 +12,9 @@
 #include "data/loader.h"
 #include "core/rng.h"
 #include "nn/graph.h"
+#include "convert/convert.h"
 #include "quant/quant_model.h"
+#include "runtime/evaluate.h"
 #include "pipeline/model_file.h"
 #include "recipe/load.h"
 #include "report/metrics.h"
@@ -24,7 +26,11 @@ namespace {
 
 // Rows of the report, in the order they are shown. Later stages add their rows here.
 const std::vector<std::pair<std::string, std::string>> kRows = {
-    {"float", "float.ckpt"}, {"ptq_fakequant", "ptq.ckpt"}, {"qat_fakequant", "qat.ckpt"}};
+    {"float", "float.ckpt"},   {"ptq_fakequant", "ptq.ckpt"}, {"qat_fakequant", "qat.ckpt"},
+    {"ptq_int8", "ptq.int8"}, {"qat_int8", "qat.int8"}};
+
+// Images timed one by one for the batch-1 latency column.
+constexpr int64_t kLatencyImages = 200;
 
 nlohmann::json read_json(const std::filesystem::path& p) {
   try {
@@ -65,6 +71,8 @@ nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const
     remove_if_exists(run.ptq_ckpt());
     remove_if_exists(run.qat_ckpt());
     remove_if_exists(run.qat_state());
+    remove_if_exists(run.ptq_int8());
+    remove_if_exists(run.qat_int8());
     remove_if_exists(run.report_json());
     remove_if_exists(run.report_md());
     std::error_code ec;
@@ -240,6 +248,22 @@ nlohmann::json qat_stage(const recipe::Recipe& rc, const RunFolder& run, const S
   return {{"stage", "qat"}, {"steps", res.steps}, {"seconds", res.seconds}, {"checkpoint", run.qat_ckpt().string()}};
 }
 
+nlohmann::json convert_stage(const recipe::Recipe& rc, const RunFolder& run) {
+  nlohmann::json done = nlohmann::json::array();
+  std::error_code ec;
+  for (const auto& [ckpt, model] : {std::pair{run.ptq_ckpt(), run.ptq_int8()}, std::pair{run.qat_ckpt(), run.qat_int8()}}) {
+    if (!std::filesystem::exists(ckpt, ec)) continue;
+    runtime::IntModel m = convert::convert_checkpoint(ckpt);
+    runtime::save_int_model(model, m);
+    spdlog::info("convert: {} -> {} ({} bytes)", ckpt.string(), model.string(), std::filesystem::file_size(model));
+    done.push_back(model.string());
+  }
+  if (done.empty())
+    fail("convert: {} holds no ptq.ckpt or qat.ckpt; the ptq and qat stages make them (add them to {}'s stages)",
+         run.root.string(), rc.file);
+  return {{"stage", "convert"}, {"models", done}};
+}
+
 nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run) {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& [row, file] : kRows) {
@@ -252,6 +276,26 @@ nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run) {
       continue;
     }
     ModelEval me = evaluate_model_file(path, DataChoice{rc.data.dataset, "test", rc.data.path}, rc.eval.batch_size);
+    data::Dataset test = data::load_dataset(rc.data.dataset, "test", rc.data.path);
+    runtime::Latency lat;
+    nlohmann::json agreement;
+    if (me.kind == "int8") {
+      runtime::IntModel im = runtime::load_int_model(path);
+      lat = runtime::int_latency(im, test, kLatencyImages);
+      // Simulated == integer: the fake-quant checkpoint this model was converted from.
+      const auto source = run.root / (row.substr(0, 3) + ".ckpt");
+      if (std::filesystem::exists(source, ec)) {
+        LoadedModel fq = open_checkpoint(source, rc.eval.batch_size);
+        runtime::Agreement a =
+            runtime::compare_with_fakequant(im, *fq.model, test, data::all_indices(test), rc.data, rc.eval.batch_size);
+        agreement = {{"top1", a.top1}, {"within_one_step", a.within_one_step}, {"max_step_diff", a.max_step_diff}};
+        spdlog::info("eval: {} vs {}: same top-1 on {:.3f}% of images, {:.3f}% of logits within one step (max {})",
+                     row, source.filename().string(), 100 * a.top1, 100 * a.within_one_step, a.max_step_diff);
+      }
+    } else {
+      LoadedModel lm = open_checkpoint(path, 1);
+      lat = runtime::float_latency(*lm.model, test, rc.data, kLatencyImages);
+    }
     nlohmann::json j = {{"model", row},
                         {"accuracy", me.result.accuracy},
                         {"loss", me.result.loss},
@@ -259,7 +303,9 @@ nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run) {
                         {"size_bytes", me.size_bytes},
                         {"seconds", me.result.seconds},
                         {"dataset", me.dataset},
+                        {"latency_ms_batch1", lat.median_ms},
                         {"file", file}};
+    if (!agreement.is_null()) j["agreement_with_fakequant"] = agreement;
     write_file_atomic(run.result(row), j.dump(2) + "\n");
     report::append_metrics(run.root, {{"stage", "eval"}, {"model", row}, {"accuracy", me.result.accuracy},
                                       {"loss", me.result.loss}, {"examples", me.result.examples}});
@@ -320,15 +366,16 @@ nlohmann::json report_stage(const RunFolder& run) {
 }
 
 std::string report_table(const nlohmann::json& report) {
-  std::string t = "| model | accuracy | vs float | examples | size (bytes) |\n|---|---|---|---|---|\n";
+  std::string t =
+      "| model | accuracy | vs float (points) | examples | size (bytes) | latency batch 1 (ms) |\n|---|---|---|---|---|---|\n";
   double float_acc = -1;
   for (const auto& r : report.at("results"))
     if (r.value("model", "") == "float") float_acc = r.value("accuracy", 0.0);
   for (const auto& r : report.at("results")) {
     const double acc = r.value("accuracy", 0.0);
     std::string delta = float_acc >= 0 ? fmt::format("{:+.2f}", 100 * (acc - float_acc)) : "-";
-    t += fmt::format("| {} | {:.2f}% | {} | {} | {} |\n", r.value("model", ""), 100 * acc, delta,
-                     r.value("examples", 0), r.value("size_bytes", 0));
+    t += fmt::format("| {} | {:.2f}% | {} | {} | {} | {:.3f} |\n", r.value("model", ""), 100 * acc, delta,
+                     r.value("examples", 0), r.value("size_bytes", 0), r.value("latency_ms_batch1", 0.0));
   }
   return t;
 }
@@ -345,6 +392,7 @@ nlohmann::json run_stages(const recipe::Recipe& rc, const RunFolder& run, const 
       case recipe::Stage::train: out["stages"].push_back(train_stage(rc, run, opt)); break;
       case recipe::Stage::ptq: out["stages"].push_back(ptq_stage(rc, run, opt)); break;
       case recipe::Stage::qat: out["stages"].push_back(qat_stage(rc, run, opt)); break;
+      case recipe::Stage::convert: out["stages"].push_back(convert_stage(rc, run)); break;
       case recipe::Stage::eval: out["stages"].push_back({{"stage", "eval"}, {"results", eval_stage(rc, run)}}); break;
       case recipe::Stage::report: out["report"] = report_stage(run); break;
     }

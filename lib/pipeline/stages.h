@@ -26,6 +26,9 @@ nlohmann::json ptq_stage(const recipe::Recipe& rc, const RunFolder& run, const S
 // Fine-tunes the fake-quantized model (quantization-aware training); writes qat.ckpt.
 nlohmann::json qat_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt);
 
+// Converts ptq.ckpt and qat.ckpt (those present) into ptq.int8 and qat.int8.
+nlohmann::json convert_stage(const recipe::Recipe& rc, const RunFolder& run);
+
 // Evaluates every model the run folder holds on the recipe's test split; writes results/<row>.json.
 nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run);
 

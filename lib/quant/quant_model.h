@@ -61,6 +61,8 @@ class QuantModel : public train::Trainable, public nn::EngineHooks {
   void end_calibration(recipe::RangeMethod method, double percentile);
 
   const QuantPlan& plan() const { return plan_; }
+  // Output of graph node i in the last forward (after its fake quantization).
+  const float* activation(size_t node) const { return engine_.activation(node); }
   const Observer& observer(size_t act) const { return observers_[act]; }
   QParams act_qparams(size_t act) const;
   FoldedWeights folded_weights(size_t wq) const;

@@ -31,7 +31,8 @@ const std::vector<std::pair<std::string, LayerType>> kLayerTypes = {
     {"global_avgpool", LayerType::global_avgpool}, {"batchnorm", LayerType::batchnorm},
     {"flatten", LayerType::flatten}, {"dropout", LayerType::dropout}};
 const std::vector<std::pair<std::string, Stage>> kStages = {
-    {"train", Stage::train}, {"ptq", Stage::ptq}, {"qat", Stage::qat}, {"eval", Stage::eval}, {"report", Stage::report}};
+    {"train", Stage::train}, {"ptq", Stage::ptq},   {"qat", Stage::qat},
+    {"convert", Stage::convert}, {"eval", Stage::eval}, {"report", Stage::report}};
 const std::vector<std::pair<std::string, Granularity>> kGranularities = {{"per_tensor", Granularity::per_tensor},
                                                                          {"per_channel", Granularity::per_channel}};
 const std::vector<std::pair<std::string, ObserverKind>> kObservers = {{"ema_minmax", ObserverKind::ema_minmax},

@@ -167,7 +167,7 @@ struct QatSpec {
   int64_t checkpoint_every_steps = 0;
 };
 
-enum class Stage { train, ptq, qat, eval, report };
+enum class Stage { train, ptq, qat, convert, eval, report };
 
 struct Recipe {
   std::string file;  // where it was loaded from

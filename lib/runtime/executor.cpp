@@ -29,7 +29,7 @@ kernels::Conv2DParams conv_params(const ConvLayer& c, const Shape& in, const Sha
 
 }  // namespace
 
-Executor::Executor(const IntModel& m, int64_t max_batch) : m_(m) {
+Executor::Executor(const IntModel& m, int64_t max_batch, bool keep_all_tensors) : m_(m) {
   // Liveness: the last layer reading each tensor (the output lives to the end).
   const size_t nt = m.tensors.size();
   std::vector<int> last_use(nt, -1);
@@ -40,6 +40,7 @@ Executor::Executor(const IntModel& m, int64_t max_batch) : m_(m) {
     if (std::holds_alternative<ReshapeLayer>(l.params)) alias_of[static_cast<size_t>(l.output)] = l.input;
   }
   last_use[static_cast<size_t>(m.output)] = static_cast<int>(m.layers.size());
+  if (keep_all_tensors) std::fill(last_use.begin(), last_use.end(), static_cast<int>(m.layers.size()));
   // A view keeps its source alive as long as itself.
   for (size_t i = m.layers.size(); i-- > 0;) {
     const auto& l = m.layers[i];
@@ -74,7 +75,7 @@ Executor::Executor(const IntModel& m, int64_t max_batch) : m_(m) {
           std::max(free_after[static_cast<size_t>(slot_[out])], last_use[out]);
     } else {
       // The output must not share memory with this layer's input: "free" means strictly before.
-      take_slot(out, static_cast<int>(i) + 1);
+      take_slot(out, static_cast<int>(i));
     }
   }
   buffers_.resize(slot_elems_.size());

@@ -12,11 +12,13 @@ namespace qatc::runtime {
 
 class Executor {
  public:
-  Executor(const IntModel& m, int64_t max_batch);
+  // keep_all_tensors: give every tensor its own buffer so tensor() can read any of them after
+  // run() (tests and per-layer reports); the default shares memory between tensors.
+  Executor(const IntModel& m, int64_t max_batch, bool keep_all_tensors = false);
 
   // pixels [n, h, w, c] uint8 -> int8 logits [n, classes] (valid until the next call).
   const int8_t* run(const uint8_t* pixels, int64_t n);
-  // The int8 output of tensor t from the last run.
+  // The int8 output of tensor t from the last run (only the output, unless keep_all_tensors).
   const int8_t* tensor(size_t t) const { return buffers_[static_cast<size_t>(slot_[t])].data(); }
   // Bytes of activation memory the plan uses at the current batch size.
   int64_t arena_bytes() const;

@@ -25,6 +25,7 @@ class Trainable {
   virtual std::string save_state() const { return {}; }
   virtual void load_state(const std::string& /*bytes*/, const std::string& /*what*/) {}
   std::vector<float>& params() { return params_; }
+  const std::vector<float>& params() const { return params_; }
   std::vector<float>& grads() { return grads_; }
 
  protected:

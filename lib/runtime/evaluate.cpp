@@ -1,0 +1,128 @@
+// Int8 evaluation, agreement and latency.
+#include "runtime/evaluate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "data/loader.h"
+#include "nn/loss.h"
+#include "quant/qparams.h"
+#include "runtime/executor.h"
+
+namespace qatc::runtime {
+namespace {
+
+int64_t argmax(const int8_t* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
+int64_t argmax(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
+}
+
+template <typename F>
+Latency time_per_image(int64_t images, F&& run_one) {
+  std::vector<double> ms;
+  run_one(0);  // warm-up
+  for (int64_t i = 0; i < images; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run_one(i);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return {ms[ms.size() / 2], ms[std::min(ms.size() - 1, ms.size() * 9 / 10)]};
+}
+
+}  // namespace
+
+train::EvalResult evaluate_int(const IntModel& m, const data::Dataset& ds, const std::vector<int32_t>& indices,
+                               int64_t batch_size) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Executor ex(m, batch_size);
+  const int64_t per = ds.h * ds.w * ds.c;
+  const int64_t classes = m.classes();
+  const QTensor& out = m.tensors[static_cast<size_t>(m.output)];
+  const quant::QParams oq{static_cast<float>(out.scale), out.zero_point, -128, 127};
+  std::vector<uint8_t> x(static_cast<size_t>(batch_size * per));
+  std::vector<int32_t> y(static_cast<size_t>(batch_size));
+  std::vector<float> logits(static_cast<size_t>(batch_size * classes));
+  train::EvalResult r;
+  double loss = 0;
+  const auto total = static_cast<int64_t>(indices.size());
+  for (int64_t b = 0; b < total; b += batch_size) {
+    const int64_t n = std::min(batch_size, total - b);
+    data::gather_pixels(ds, indices.data() + b, n, x.data(), y.data());
+    const int8_t* q = ex.run(x.data(), n);
+    for (int64_t k = 0; k < n * classes; ++k) logits[static_cast<size_t>(k)] = quant::dequantize(q[k], oq);
+    nn::LossResult lr = nn::softmax_xent(nullptr, logits.data(), y.data(), n, classes);
+    loss += lr.loss_sum;
+    // Top-1 on the integer logits (the dequantization is monotone, ties resolve the same way).
+    for (int64_t i = 0; i < n; ++i) r.correct += argmax(q + i * classes, classes) == y[static_cast<size_t>(i)];
+  }
+  r.examples = total;
+  r.accuracy = total ? static_cast<double>(r.correct) / static_cast<double>(total) : 0.0;
+  r.loss = total ? loss / static_cast<double>(total) : 0.0;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+Agreement compare_with_fakequant(const IntModel& m, train::Trainable& fakequant, const data::Dataset& ds,
+                                 const std::vector<int32_t>& indices, const recipe::DataSpec& norm,
+                                 int64_t batch_size) {
+  Executor ex(m, batch_size);
+  const int64_t per = ds.h * ds.w * ds.c;
+  const int64_t classes = m.classes();
+  const QTensor& out = m.tensors[static_cast<size_t>(m.output)];
+  const quant::QParams oq{static_cast<float>(out.scale), out.zero_point, -128, 127};
+  std::vector<uint8_t> px(static_cast<size_t>(batch_size * per));
+  std::vector<float> xf(static_cast<size_t>(batch_size * per));
+  std::vector<int32_t> y(static_cast<size_t>(batch_size));
+  Agreement a;
+  int64_t same = 0, close = 0;
+  const auto total = static_cast<int64_t>(indices.size());
+  for (int64_t b = 0; b < total; b += batch_size) {
+    const int64_t n = std::min(batch_size, total - b);
+    data::gather_pixels(ds, indices.data() + b, n, px.data(), y.data());
+    data::gather_batch(ds, indices.data() + b, n, norm, xf.data(), y.data());
+    const int8_t* qi = ex.run(px.data(), n);
+    const float* fl = fakequant.forward(xf.data(), n, nn::Mode::eval, 0);
+    for (int64_t i = 0; i < n; ++i) {
+      same += argmax(qi + i * classes, classes) == argmax(fl + i * classes, classes);
+      for (int64_t k = 0; k < classes; ++k) {
+        const int32_t d = std::abs(qi[i * classes + k] - quant::quantize(fl[i * classes + k], oq));
+        close += d <= 1;
+        a.max_step_diff = std::max(a.max_step_diff, d);
+      }
+    }
+  }
+  a.examples = total;
+  a.top1 = total ? static_cast<double>(same) / static_cast<double>(total) : 0.0;
+  a.within_one_step = total ? static_cast<double>(close) / static_cast<double>(total * classes) : 0.0;
+  return a;
+}
+
+Latency int_latency(const IntModel& m, const data::Dataset& ds, int64_t images) {
+  Executor ex(m, 1);
+  const int64_t per = ds.h * ds.w * ds.c;
+  return time_per_image(images, [&](int64_t i) { ex.run(ds.images.data() + (i % ds.n) * per, 1); });
+}
+
+Latency float_latency(train::Trainable& model, const data::Dataset& ds, const recipe::DataSpec& norm, int64_t images) {
+  const int64_t per = ds.h * ds.w * ds.c;
+  std::vector<float> x(static_cast<size_t>(per));
+  int32_t y;
+  return time_per_image(images, [&](int64_t i) {
+    const auto idx = static_cast<int32_t>(i % ds.n);
+    data::gather_batch(ds, &idx, 1, norm, x.data(), &y);
+    model.forward(x.data(), 1, nn::Mode::eval, 0);
+  });
+}
+
+}  // namespace qatc::runtime

@@ -1,0 +1,127 @@
+// Conversion: the int8 model agrees with the fake-quant model it came from, layer by layer.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+
+#include "convert/convert.h"
+#include "data/loader.h"
+#include "fixtures/tiny.h"
+#include "nn/graph.h"
+#include "quant/quant_model.h"
+#include "runtime/evaluate.h"
+#include "runtime/executor.h"
+#include "train/trainer.h"
+
+using namespace qatc;
+
+namespace {
+
+const char* kModel = R"(name: c
+seed: 2
+data: {dataset: mnist, validation_split: 0.25}
+model:
+  input: [8, 8, 1]
+  layers:
+    - {type: conv2d, name: conv1, filters: 6, kernel: 3, padding: same, use_bias: false}
+    - {type: batchnorm, name: bn1}
+    - {type: relu, name: relu1}
+    - {type: maxpool, name: pool, pool: 2}
+    - {type: conv2d, name: conv2, filters: 8, kernel: 3, strides: 2, padding: same, activation: relu6}
+    - {type: flatten, name: flat}
+    - {type: dense, name: fc, units: 12, activation: relu}
+    - {type: dense, name: logits, units: 3}
+train: {epochs: 2, batch_size: 8, optimizer: {type: adam, lr: 0.01}}
+qat: {epochs: 2, batch_size: 8, freeze_bn_after_steps: 10}
+)";
+
+struct Trained {
+  recipe::Recipe r;
+  std::unique_ptr<nn::Graph> g;
+  std::unique_ptr<quant::QuantModel> q;
+  data::Dataset ds;
+};
+
+// Float training then QAT on the tiny task, all in memory.
+Trained train_qat(const std::vector<std::string>& sets = {}) {
+  Trained t;
+  t.r = recipe::parse_recipe(kModel, "c.yaml", sets);
+  t.g = std::make_unique<nn::Graph>(nn::build_graph(t.r.model));
+  t.ds = testing::tiny_dataset(200);
+  data::Split s = data::make_split(t.ds, t.r.data);
+  std::vector<float> p(static_cast<size_t>(t.g->param_floats));
+  nn::init_params(*t.g, p.data(), t.r.seed);
+  auto dir = std::filesystem::temp_directory_path() / ("qatc_convert_test_" + std::to_string(::getpid()));
+  train::LoopConfig c;
+  c.epochs = 2;
+  c.batch_size = 8;
+  c.optimizer = t.r.train.optimizer;
+  c.data = t.r.data;
+  c.state_path = dir / "s.ckpt";
+  train::FloatModel f(*t.g, p, 8, true);
+  train::train_loop(f, t.ds, s.train, s.validation, c, dir);
+  quant::QatSchedule sched{0, t.r.qat.freeze_bn_after_steps, -1};
+  t.q = std::make_unique<quant::QuantModel>(*t.g, quant::make_plan(*t.g, t.r.quant), f.params(), 8, true, sched);
+  c.stage = "qat";
+  train::train_loop(*t.q, t.ds, s.train, s.validation, c, dir);
+  std::filesystem::remove_all(dir);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("convert: every int8 tensor is within one step of the fake-quant model") {
+  Trained t = train_qat();
+  runtime::IntModel m = convert::to_int_model(*t.q, t.r, "qat");
+  const int64_t n = 16;
+  std::vector<int32_t> idx = data::all_indices(t.ds);
+  std::vector<uint8_t> px(static_cast<size_t>(n * 64));
+  std::vector<float> xf(static_cast<size_t>(n * 64));
+  std::vector<int32_t> y(static_cast<size_t>(n));
+  data::gather_pixels(t.ds, idx.data(), n, px.data(), y.data());
+  data::gather_batch(t.ds, idx.data(), n, t.r.data, xf.data(), y.data());
+  runtime::Executor ex(m, n, /*keep_all_tensors=*/true);
+  ex.run(px.data(), n);
+  t.q->forward(xf.data(), n, nn::Mode::eval, 0);
+  for (size_t ti = 0; ti < m.tensors.size(); ++ti) {
+    const runtime::QTensor& qt = m.tensors[ti];
+    const int node = t.g->find(qt.name);
+    REQUIRE(node >= 0);
+    // The fake-quant model's value of that node, re-read through the engine.
+    const float* fq = t.q->activation(static_cast<size_t>(node));
+    const quant::QParams qp{static_cast<float>(qt.scale), qt.zero_point, -128, 127};
+    const int8_t* qi = ex.tensor(ti);
+    int64_t worst = 0, count = n * numel(qt.shape), close = 0;
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t d = std::abs(qi[k] - quant::quantize(fq[k], qp));
+      worst = std::max(worst, d);
+      close += d <= 1;
+    }
+    CAPTURE(qt.name);
+    CHECK(worst <= 2);
+    CHECK(static_cast<double>(close) / static_cast<double>(count) >= 0.99);
+  }
+}
+
+TEST_CASE("convert: the memory plan gives the same logits as one buffer per tensor") {
+  Trained t = train_qat();
+  runtime::IntModel m = convert::to_int_model(*t.q, t.r, "qat");
+  std::vector<int32_t> idx = data::all_indices(t.ds);
+  std::vector<uint8_t> px(static_cast<size_t>(40 * 64));
+  std::vector<int32_t> y(40);
+  data::gather_pixels(t.ds, idx.data(), 40, px.data(), y.data());
+  runtime::Executor planned(m, 40), separate(m, 40, true);
+  const int8_t* a = planned.run(px.data(), 40);
+  const int8_t* b = separate.run(px.data(), 40);
+  for (int64_t k = 0; k < 40 * 3; ++k) REQUIRE(a[k] == b[k]);
+  CHECK(planned.arena_bytes() < separate.arena_bytes());
+}
+
+TEST_CASE("convert: simulated equals integer on the whole tiny set") {
+  Trained t = train_qat();
+  runtime::IntModel m = convert::to_int_model(*t.q, t.r, "qat");
+  runtime::Agreement a = runtime::compare_with_fakequant(m, *t.q, t.ds, data::all_indices(t.ds), t.r.data, 32);
+  CHECK(a.examples == 200);
+  CHECK(a.top1 >= 0.99);
+  CHECK(a.within_one_step >= 0.99);
+}
