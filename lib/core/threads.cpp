@@ -1,6 +1,8 @@
 // Thread pool behind parallel_for.
 #include "core/threads.h"
 
+#include "core/fpmode.h"
+
 #include <condition_variable>
 #include <algorithm>
 #include <exception>
@@ -57,6 +59,7 @@ class Pool {
 
  private:
   void loop(int index) {
+    set_flush_denormals();
     uint64_t seen = 0;
     for (;;) {
       const std::function<void(int)>* job;
@@ -108,6 +111,7 @@ Pool& pool() {
 }  // namespace
 
 void set_num_threads(int n) {
+  set_flush_denormals();  // the calling (main) thread runs chunk 0 of every parallel_for
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::lock_guard<std::mutex> lk(g_pool_mu);
   if (n != g_threads) g_pool.reset();

@@ -93,7 +93,10 @@ void QuantModel::compute_weights(size_t wq, const float* /*w*/) {
   if (q.per_channel) fake_quant_forward_per_channel(out, mask, f.folded.data(), total / channels, channels, f.qparams.data());
   else fake_quant_forward(out, mask, f.folded.data(), total, f.qparams[0]);
   if (!f.bn_scale.empty())
-    for (int64_t i = 0; i < total; ++i) out[i] /= f.bn_scale[static_cast<size_t>(i % channels)];
+    for (int64_t i = 0; i < total; ++i) {
+      const float s = f.bn_scale[static_cast<size_t>(i % channels)];
+      out[i] = s != 0.0f ? out[i] / s : 0.0f;  // gamma = 0: the channel is constant, its kernel irrelevant
+    }
 }
 
 const float* QuantModel::weights(size_t node, const float* w, nn::Mode /*mode*/) {

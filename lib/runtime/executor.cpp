@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/check.h"
 #include "kernels/ref/kernels.h"
 #include "nn/activation.h"
 #include "nn/conv2d.h"
@@ -27,7 +28,63 @@ kernels::Conv2DParams conv_params(const ConvLayer& c, const Shape& in, const Sha
   return p;
 }
 
+kernels::DenseParams dense_params(const ConvLayer& c, const QTensor& ti, const QTensor& to, int64_t n) {
+  kernels::DenseParams p{};
+  p.n = n, p.in_features = numel(ti.shape), p.out_features = to.shape[0];
+  p.input_zero_point = ti.zero_point, p.output_zero_point = to.zero_point;
+  p.weights = c.weights.data(), p.bias = c.bias.data(), p.multiplier = c.multiplier.data();
+  p.shift = c.shift.data(), p.qmin = c.qmin, p.qmax = c.qmax;
+  return p;
+}
+
+kernels::Pool2DParams pool_params(const PoolLayer& pl, const QTensor& ti, const QTensor& to, int64_t n) {
+  kernels::Pool2DParams p{};
+  p.n = n, p.h = ti.shape[0], p.w = ti.shape[1], p.c = ti.shape[2], p.kh = pl.kh, p.kw = pl.kw;
+  p.stride_h = pl.stride_h, p.stride_w = pl.stride_w, p.pad_top = pl.pad_top, p.pad_left = pl.pad_left;
+  p.oh = to.shape[0], p.ow = to.shape[1], p.qmin = -128, p.qmax = 127;
+  return p;
+}
+
+kernels::GlobalAvgPoolParams gpool_params(const GlobalPoolLayer& gp, const QTensor& ti, const QTensor& to, int64_t n) {
+  kernels::GlobalAvgPoolParams p{};
+  p.n = n, p.hw = ti.shape[0] * ti.shape[1], p.c = ti.shape[2];
+  p.input_zero_point = ti.zero_point, p.output_zero_point = to.zero_point;
+  p.left_shift = gp.left_shift, p.multiplier = gp.multiplier, p.shift = gp.shift;
+  p.qmin = -128, p.qmax = 127;
+  return p;
+}
+
 }  // namespace
+
+void check_kernels(const IntModel& m, const std::string& what) {
+  // The kernels' own argument checks at batch 1 with stand-in pointers: a model that passes
+  // them can be executed at any batch size.
+  static const int8_t dummy_q[1] = {0};
+  static const uint8_t dummy_px[1] = {0};
+  int8_t* out = const_cast<int8_t*>(dummy_q);
+  const std::string* layer = nullptr;
+  try {
+    const std::string input = "input";
+    layer = &input;
+    kernels::check(m.input_quant, out, dummy_px, numel(m.tensors[0].shape));
+    for (const auto& l : m.layers) {
+      layer = &l.name;
+      const QTensor& ti = m.tensors[static_cast<size_t>(l.input)];
+      const QTensor& to = m.tensors[static_cast<size_t>(l.output)];
+      if (const auto* c = std::get_if<ConvLayer>(&l.params)) {
+        if (c->dense) kernels::check(dense_params(*c, ti, to, 1), out, dummy_q);
+        else kernels::check(conv_params(*c, ti.shape, to.shape, 1, ti, to), out, dummy_q);
+      } else if (const auto* pl = std::get_if<PoolLayer>(&l.params)) {
+        kernels::check(pool_params(*pl, ti, to, 1), out, dummy_q);
+      } else if (const auto* gp = std::get_if<GlobalPoolLayer>(&l.params)) {
+        kernels::check(gpool_params(*gp, ti, to, 1), out, dummy_q);
+      }
+    }
+  } catch (const InternalError& e) {
+    fail("{}: layer '{}': parameters the integer kernels reject ({}); the int8 model file is damaged, convert it again",
+         what, layer ? *layer : std::string("?"), e.what());
+  }
+}
 
 Executor::Executor(const IntModel& m, int64_t max_batch, bool keep_all_tensors) : m_(m) {
   // Liveness: the last layer reading each tensor (the output lives to the end).
@@ -106,29 +163,16 @@ const int8_t* Executor::run(const uint8_t* pixels, int64_t n) {
     int8_t* out = buf(l.output);
     if (const auto* c = std::get_if<ConvLayer>(&l.params)) {
       if (c->dense) {
-        kernels::DenseParams p{};
-        p.n = n, p.in_features = numel(ti.shape), p.out_features = to.shape[0];
-        p.input_zero_point = ti.zero_point, p.output_zero_point = to.zero_point;
-        p.weights = c->weights.data(), p.bias = c->bias.data(), p.multiplier = c->multiplier.data();
-        p.shift = c->shift.data(), p.qmin = c->qmin, p.qmax = c->qmax;
-        ref::dense_qs8(out, in, p);
+        ref::dense_qs8(out, in, dense_params(*c, ti, to, n));
       } else {
         ref::conv2d_qs8(out, in, conv_params(*c, ti.shape, to.shape, n, ti, to));
       }
     } else if (const auto* pl = std::get_if<PoolLayer>(&l.params)) {
-      kernels::Pool2DParams p{};
-      p.n = n, p.h = ti.shape[0], p.w = ti.shape[1], p.c = ti.shape[2], p.kh = pl->kh, p.kw = pl->kw;
-      p.stride_h = pl->stride_h, p.stride_w = pl->stride_w, p.pad_top = pl->pad_top, p.pad_left = pl->pad_left;
-      p.oh = to.shape[0], p.ow = to.shape[1], p.qmin = -128, p.qmax = 127;
+      const kernels::Pool2DParams p = pool_params(*pl, ti, to, n);
       if (pl->max) ref::maxpool2d_qs8(out, in, p);
       else ref::avgpool2d_qs8(out, in, p);
     } else if (const auto* gp = std::get_if<GlobalPoolLayer>(&l.params)) {
-      kernels::GlobalAvgPoolParams p{};
-      p.n = n, p.hw = ti.shape[0] * ti.shape[1], p.c = ti.shape[2];
-      p.input_zero_point = ti.zero_point, p.output_zero_point = to.zero_point;
-      p.left_shift = gp->left_shift, p.multiplier = gp->multiplier, p.shift = gp->shift;
-      p.qmin = -128, p.qmax = 127;
-      ref::global_avgpool_qs8(out, in, p);
+      ref::global_avgpool_qs8(out, in, gpool_params(*gp, ti, to, n));
     } else if (std::holds_alternative<ReshapeLayer>(l.params)) {
       // A view: the planner gave input and output the same buffer.
     } else {

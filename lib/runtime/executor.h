@@ -4,11 +4,16 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "runtime/int_model.h"
 
 namespace qatc::runtime {
+
+// Runs every kernel's argument checks on the model's parameters (raises qatc::Error naming
+// the layer); load_int_model calls it so that any loaded model can be executed.
+void check_kernels(const IntModel& m, const std::string& what);
 
 class Executor {
  public:

@@ -8,6 +8,7 @@
 #include "core/container.h"
 #include "core/error.h"
 #include "core/file.h"
+#include "runtime/executor.h"
 
 namespace qatc::runtime {
 namespace {
@@ -124,9 +125,9 @@ bool is_int_model_file(const std::filesystem::path& path) {
   return in.gcount() == 8 && std::string_view(buf, 8) == kMagic;
 }
 
-IntModel load_int_model(const std::filesystem::path& path) {
-  const std::string what = path.string();
-  const std::string bytes = read_file(path);
+IntModel load_int_model(const std::filesystem::path& path) { return parse_int_model(read_file(path), path.string()); }
+
+IntModel parse_int_model(std::string_view bytes, const std::string& what) {
   Container c = unpack_container(bytes, kMagic, kVersion, what, "int8 model");
   IntModel m;
   m.recipe_yaml = c.at("RCPE", what);
@@ -286,6 +287,7 @@ IntModel load_int_model(const std::filesystem::path& path) {
     if (r.remaining() != 0) r.corrupt("trailing bytes in layers");
     if (!produced[static_cast<size_t>(m.output)]) fail("{}: no layer writes the output tensor; convert again", what);
   }
+  check_kernels(m, what);
   return m;
 }
 

@@ -80,8 +80,11 @@ struct IntModel {
 const char* layer_kind(const IntLayer& l);  // "conv2d", "dense", "maxpool", ...
 
 void save_int_model(const std::filesystem::path& path, const IntModel& m);
-// Checks every size, index and shape before anything is used; raises qatc::Error.
+// Checks every size, index and shape before anything is used, and runs each layer's kernel
+// argument checks at batch 1, so a loaded model can always be executed; raises qatc::Error.
 IntModel load_int_model(const std::filesystem::path& path);
+// The same from bytes in memory; `what` names the source in messages.
+IntModel parse_int_model(std::string_view bytes, const std::string& what);
 // True when the file starts with the int8 model magic.
 bool is_int_model_file(const std::filesystem::path& path);
 

@@ -57,9 +57,9 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck) {
   write_file_atomic(path, pack_container(kMagic, c));
 }
 
-Checkpoint load_checkpoint(const std::filesystem::path& path) {
-  const std::string what = path.string();
-  std::string bytes = read_file(path);
+Checkpoint load_checkpoint(const std::filesystem::path& path) { return parse_checkpoint(read_file(path), path.string()); }
+
+Checkpoint parse_checkpoint(std::string_view bytes, const std::string& what) {
   Container c = unpack_container(bytes, kMagic, kVersion, what, "checkpoint");
   Checkpoint ck;
   {

@@ -40,6 +40,8 @@ Checkpoint make_checkpoint(const nn::Graph& g, CheckpointKind kind, const std::s
                            std::vector<float> params);
 void save_checkpoint(const std::filesystem::path& path, const Checkpoint& ck);
 Checkpoint load_checkpoint(const std::filesystem::path& path);
+// The same from bytes in memory; `what` names the source in messages.
+Checkpoint parse_checkpoint(std::string_view bytes, const std::string& what);
 
 // Raises qatc::Error when the checkpoint's parameter table differs from the graph's,
 // naming the first differing parameter.
