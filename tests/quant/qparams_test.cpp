@@ -69,7 +69,7 @@ TEST_CASE("choose_qparams: hand-computed asymmetric and symmetric parameters") {
   CHECK(q.scale == 1.0f);
   CHECK(q.zero_point == 0);
   // A range too small for a normal float scale gets the smallest normal float.
-  q = choose_qparams(0.0f, 1e-44f, r8, false);
+  q = choose_qparams(0.0f, 1e-36f, r8, false);  // normal range, subnormal scale (1e-36 / 255)
   CHECK(q.scale == std::numeric_limits<float>::min());
 }
 
