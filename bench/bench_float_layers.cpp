@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <time.h>
+
 #include "core/blas_env.h"
 #include "core/rng.h"
 #include "core/threads.h"
@@ -58,10 +60,20 @@ std::vector<float> random_floats(Rng& rng, int64_t n) {
   return v;
 }
 
-double seconds_of(const std::function<void()>& f) {
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Wall time of f; adds the CPU time of all threads to *cpu.
+double seconds_of(const std::function<void()>& f, double* cpu) {
+  const double c0 = cpu_seconds();
   const auto t0 = std::chrono::steady_clock::now();
   f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  *cpu += cpu_seconds() - c0;
+  return wall;
 }
 
 double median(std::vector<double> v) {
@@ -162,29 +174,34 @@ int main(int argc, char** argv) {
   set_num_threads(threads);
   std::printf("float layers of mnist/cnn_bn: batch %lld, %d threads, OpenBLAS core %s, median of %d\n",
               static_cast<long long>(batch), num_threads(), blas_corename().c_str(), repeats);
-  std::printf("%-7s %10s %9s %10s %9s %10s\n", "layer", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s", "total ms");
+  std::printf("%-7s %10s %9s %10s %9s %10s %10s\n", "layer", "fwd ms", "GFLOP/s", "bwd ms", "GFLOP/s", "total ms",
+              "cpu ms");
   Rng rng(1);
-  double fwd_sum = 0, bwd_sum = 0;
+  double fwd_sum = 0, bwd_sum = 0, cpu_sum = 0;
   for (const LayerCase& l : kLayers) {
     if (!only.empty() && only != l.name) continue;
     Runner r = make_runner(l, batch, rng);
     r.forward();  // warm up: first touch of buffers, OpenBLAS buffers, thread pool
     r.backward();
-    std::vector<double> tf, tb;
+    std::vector<double> tf, tb, tc;
     for (int k = 0; k < repeats; ++k) {
-      tf.push_back(seconds_of(r.forward));
-      tb.push_back(seconds_of(r.backward));
+      double cpu = 0;
+      tf.push_back(seconds_of(r.forward, &cpu));
+      tb.push_back(seconds_of(r.backward, &cpu));
+      tc.push_back(cpu);
     }
-    const double f = median(tf), b = median(tb);
+    const double f = median(tf), b = median(tb), c = median(tc);
+    cpu_sum += c;
     fwd_sum += f;
     bwd_sum += b;
     if (r.fwd_flops > 0)
-      std::printf("%-7s %10.3f %9.1f %10.3f %9.1f %10.3f\n", l.name, f * 1e3, r.fwd_flops / f * 1e-9, b * 1e3,
-                  r.bwd_flops / b * 1e-9, (f + b) * 1e3);
+      std::printf("%-7s %10.3f %9.1f %10.3f %9.1f %10.3f %10.3f\n", l.name, f * 1e3, r.fwd_flops / f * 1e-9,
+                  b * 1e3, r.bwd_flops / b * 1e-9, (f + b) * 1e3, c * 1e3);
     else
-      std::printf("%-7s %10.3f %9s %10.3f %9s %10.3f\n", l.name, f * 1e3, "-", b * 1e3, "-", (f + b) * 1e3);
+      std::printf("%-7s %10.3f %9s %10.3f %9s %10.3f %10.3f\n", l.name, f * 1e3, "-", b * 1e3, "-", (f + b) * 1e3,
+                  c * 1e3);
   }
-  std::printf("%-7s %10.3f %9s %10.3f %9s %10.3f\n", "sum", fwd_sum * 1e3, "", bwd_sum * 1e3, "",
-              (fwd_sum + bwd_sum) * 1e3);
+  std::printf("%-7s %10.3f %9s %10.3f %9s %10.3f %10.3f\n", "sum", fwd_sum * 1e3, "", bwd_sum * 1e3, "",
+              (fwd_sum + bwd_sum) * 1e3, cpu_sum * 1e3);
   return 0;
 }

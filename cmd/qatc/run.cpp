@@ -1,4 +1,5 @@
 // qatc run RECIPE: every stage the recipe lists, in order.
+#include <cstdio>
 #include <iostream>
 
 #include "command.h"
@@ -14,21 +15,30 @@ class Run : public Command {
     app = parent.add_subcommand("run", "run the recipe's stages in order (default: train, eval, report)");
     flags.add(app);
     app->add_flag("--resume", resume, "continue training from the run folder's last checkpoint");
+    app->add_option("--max-accuracy-drop", max_drop,
+                    "exit 1 after the report when an int8 model loses more than this fraction of accuracy against "
+                    "float (e.g. 0.005; overrides eval.max_accuracy_drop)")
+        ->check(CLI::Range(0.0, 1.0));
   }
   int execute(const Globals& g) override {
     recipe::Recipe rc = recipe::load_recipe(flags.recipe, flags.sets);
     pipeline::RunFolder run = pipeline::run_folder_for(rc.name, flags.out);
-    nlohmann::json out = pipeline::run_stages(rc, run, {resume, {}});
+    nlohmann::json out = pipeline::run_stages(rc, run, {resume, {}, max_drop});
     if (g.json) {
       print_json(out);
     } else if (out.contains("report")) {
       std::cout << "\n" << pipeline::report_table(out["report"]) << "\nreport: " << run.report_md().string()
                 << std::endl;
     }
+    if (out.contains("gate") && !out["gate"]["passed"].get<bool>()) {
+      for (const auto& f : out["gate"]["failures"]) std::fprintf(stderr, "qatc: gate failed: %s\n", f.get<std::string>().c_str());
+      return 1;
+    }
     return 0;
   }
   RecipeFlags flags;
   bool resume = false;
+  double max_drop = -1;
 };
 
 }  // namespace

@@ -24,22 +24,34 @@ void blas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 // Below this many multiply-adds a second thread costs more than it saves.
 constexpr int64_t kParallelMacs = int64_t{1} << 21;
 
-}  // namespace
-
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+// Checks the sizes and handles the cases OpenBLAS should not see; false when nothing is left to do.
+bool prepare(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, float beta, float* c, int64_t ldc) {
   QATC_CHECK_GE(m, 0);
   QATC_CHECK_GE(n, 0);
   QATC_CHECK_GE(k, 0);
-  if (m == 0 || n == 0) return;
+  if (m == 0 || n == 0) return false;
   // OpenBLAS built without ILP64 takes 32-bit sizes; a silent wrap would corrupt memory.
   for (int64_t v : {m, n, k, lda, ldb, ldc}) QATC_CHECK_LE(v, static_cast<int64_t>(INT_MAX));
   if (k == 0) {
     // Some BLAS builds return early for k == 0 without applying beta.
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-    return;
+    return false;
   }
+  return true;
+}
+
+}  // namespace
+
+void sgemm_single_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                         int64_t ldc) {
+  if (prepare(m, n, k, lda, ldb, beta, c, ldc)) blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (!prepare(m, n, k, lda, ldb, beta, c, ldc)) return;
   // OpenBLAS runs single-threaded (its own threads spin in sched_yield and fight qatc's pool);
   // qatc splits C into blocks of rows (or columns when C is wide) across its pool instead.
   // Each element of C is still one OpenBLAS dot product over the same K blocking, so the

@@ -11,6 +11,13 @@ namespace qatc::nn {
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// The same product on the calling thread only, for callers that split work across the pool
+// themselves. A given (m, n, k) always takes the same path through OpenBLAS, so a caller whose
+// split does not depend on the thread count gets results that do not either.
+void sgemm_single_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                         int64_t ldc);
+
 // acc[cols] += sum over rows of x[rows, cols] (bias gradients). Rows are summed in float within
 // fixed 512-row blocks and the blocks are combined in double, so the result is accurate and
 // does not depend on the thread count.

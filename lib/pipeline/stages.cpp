@@ -17,6 +17,8 @@
 #include "runtime/evaluate.h"
 #include "pipeline/model_file.h"
 #include "recipe/load.h"
+#include "report/html.h"
+#include "report/layer_stats.h"
 #include "report/metrics.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
@@ -296,6 +298,11 @@ nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run) {
       LoadedModel lm = open_checkpoint(path, 1);
       lat = runtime::float_latency(*lm.model, test, rc.data, kLatencyImages);
     }
+    nlohmann::json layers;
+    if (me.kind == "fakequant") {
+      LoadedModel lm = open_checkpoint(path, 512);
+      layers = report::to_json(report::layer_stats(dynamic_cast<const quant::QuantModel&>(*lm.model), test, rc.data, 512));
+    }
     nlohmann::json j = {{"model", row},
                         {"accuracy", me.result.accuracy},
                         {"loss", me.result.loss},
@@ -306,6 +313,7 @@ nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run) {
                         {"latency_ms_batch1", lat.median_ms},
                         {"file", file}};
     if (!agreement.is_null()) j["agreement_with_fakequant"] = agreement;
+    if (!layers.is_null()) j["layers"] = layers;
     write_file_atomic(run.result(row), j.dump(2) + "\n");
     report::append_metrics(run.root, {{"stage", "eval"}, {"model", row}, {"accuracy", me.result.accuracy},
                                       {"loss", me.result.loss}, {"examples", me.result.examples}});
@@ -361,7 +369,21 @@ nlohmann::json report_stage(const RunFolder& run) {
                            m.value("seconds", 0.0));
   if (!curve.empty())
     md += "\n## Float training\n\n| epoch | loss | accuracy | val accuracy | seconds |\n|---|---|---|---|---|\n" + curve;
+  for (const auto& r : results) {
+    if (!r.contains("layers")) continue;
+    md += "\n## Per layer: " + r.value("model", std::string()) +
+          "\n\n| layer | weight bits | weight SQNR (dB) | activation bits | activation SQNR (dB) | clipped |\n"
+          "|---|---|---|---|---|---|\n";
+    for (const auto& l : r["layers"])
+      md += fmt::format("| {}{} | {} | {} | {} | {:.1f} | {:.4f}% |\n", l.value("layer", ""),
+                        l.value("skipped", false) ? " (float)" : "",
+                        l.contains("weight_bits") ? std::to_string(l.value("weight_bits", 0)) : "-",
+                        l.contains("weight_sqnr_db") ? fmt::format("{:.1f}", l.value("weight_sqnr_db", 0.0)) : "-",
+                        l.value("activation_bits", 0), l.value("activation_sqnr_db", 0.0),
+                        100 * l.value("activation_clipped", 0.0));
+  }
   write_file_atomic(run.report_md(), md);
+  write_file_atomic(run.root / "report.html", report::render_html(rep, metrics));
   return rep;
 }
 
@@ -380,6 +402,24 @@ std::string report_table(const nlohmann::json& report) {
   return t;
 }
 
+std::vector<std::string> gate_failures(const nlohmann::json& report, double max_drop) {
+  std::vector<std::string> out;
+  if (max_drop < 0) return out;
+  double float_acc = -1;
+  for (const auto& r : report.at("results"))
+    if (r.value("model", "") == "float") float_acc = r.value("accuracy", 0.0);
+  if (float_acc < 0) return {"no float result to compare against; the gate needs the eval of float.ckpt"};
+  for (const auto& r : report.at("results")) {
+    const std::string model = r.value("model", "");
+    if (model.size() < 5 || model.substr(model.size() - 5) != "_int8") continue;
+    const double drop = float_acc - r.value("accuracy", 0.0);
+    if (drop > max_drop)
+      out.push_back(fmt::format("{} accuracy {:.2f}% is {:.2f} points below float {:.2f}%, more than the allowed {:.2f}",
+                                model, 100 * r.value("accuracy", 0.0), 100 * drop, 100 * float_acc, 100 * max_drop));
+  }
+  return out;
+}
+
 nlohmann::json run_stages(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& given) {
   nlohmann::json out = {{"recipe", rc.name}, {"run_dir", run.root.string()}, {"stages", nlohmann::json::array()}};
   for (recipe::Stage s : rc.stages) {
@@ -396,6 +436,11 @@ nlohmann::json run_stages(const recipe::Recipe& rc, const RunFolder& run, const 
       case recipe::Stage::eval: out["stages"].push_back({{"stage", "eval"}, {"results", eval_stage(rc, run)}}); break;
       case recipe::Stage::report: out["report"] = report_stage(run); break;
     }
+  }
+  const double gate = given.max_accuracy_drop >= 0 ? given.max_accuracy_drop : rc.eval.max_accuracy_drop;
+  if (gate >= 0 && out.contains("report")) {
+    auto failed = gate_failures(out["report"], gate);
+    out["gate"] = {{"max_accuracy_drop", gate}, {"passed", failed.empty()}, {"failures", failed}};
   }
   return out;
 }

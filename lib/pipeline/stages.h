@@ -15,7 +15,12 @@ namespace qatc::pipeline {
 struct StageOptions {
   bool resume = false;  // train, qat: continue from the stage's resumable state
   std::string from;     // ptq, qat: the float checkpoint to start from (default: the run's float.ckpt)
+  double max_accuracy_drop = -1;  // run: the gate from the CLI (overrides eval.max_accuracy_drop)
 };
+
+// The int8 rows of a report that lose more than max_drop (a fraction) against the float row;
+// empty when all pass. One line per failing row.
+std::vector<std::string> gate_failures(const nlohmann::json& report, double max_drop);
 
 // Trains the float model and writes float.ckpt. Returns the metrics summary.
 nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt);

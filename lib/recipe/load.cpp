@@ -489,6 +489,8 @@ Recipe parse_recipe(const std::string& text, const std::string& label, const std
     MapReader e = r.map("eval");
     e.read("batch_size", rc.eval.batch_size);
     e.check_range("batch_size", static_cast<double>(rc.eval.batch_size), 1, 1 << 20);
+    if (e.read("max_accuracy_drop", rc.eval.max_accuracy_drop))
+      e.check_range("max_accuracy_drop", rc.eval.max_accuracy_drop, 0, 1);
     e.finish();
   }
   r.finish();

@@ -104,6 +104,9 @@ struct TrainSpec {
 
 struct EvalSpec {
   int64_t batch_size = 256;
+  // Gate: `qatc run` exits 1 (after writing the report) when an int8 model's accuracy is more
+  // than this below the float model's (a fraction: 0.005 = half a point). Negative: no gate.
+  double max_accuracy_drop = -1;
 };
 
 // ---- quantization (docs/quantization.md) ----

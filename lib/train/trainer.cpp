@@ -87,6 +87,9 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
     const auto t_epoch = std::chrono::steady_clock::now();
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
+    // About 20 points per epoch of running loss and accuracy, for the report's curves.
+    const int64_t curve_every = std::max<int64_t>(1, steps_per_epoch / 20);
+    nlohmann::json curve = nlohmann::json::array();
     const int64_t first_step = epoch == prog.epoch ? prog.step_in_epoch : 0;
     const int64_t last_step = std::min(steps_per_epoch, total_steps - epoch * steps_per_epoch);
     for (int64_t step = first_step; step < last_step; ++step) {
@@ -111,6 +114,9 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
       correct += lr.correct;
       seen += n;
       ++result.steps;
+      if ((step + 1) % curve_every == 0 || step + 1 == last_step)
+        curve.push_back({gstep + 1, loss_sum / static_cast<double>(seen),
+                         static_cast<double>(correct) / static_cast<double>(seen)});
       display.step(epoch, step + 1, loss_sum / static_cast<double>(seen),
                    static_cast<double>(correct) / static_cast<double>(seen), seen);
       if (cfg.checkpoint_every_steps > 0 && (gstep + 1) % cfg.checkpoint_every_steps == 0 && step + 1 < last_step)
@@ -136,7 +142,7 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
     else save_state(cfg, model, opt, {epoch, last_step, epoch * steps_per_epoch + last_step});
     nlohmann::json line = {{"stage", cfg.stage},       {"epoch", es.epoch},       {"loss", es.loss},
                            {"accuracy", es.accuracy}, {"seconds", es.seconds}, {"images_per_s", es.images_per_s},
-                           {"steps", last_step - first_step}};
+                           {"steps", last_step - first_step}, {"curve", curve}};
     if (!val.empty()) {
       line["val_loss"] = es.val_loss;
       line["val_accuracy"] = es.val_accuracy;

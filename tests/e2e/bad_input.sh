@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every kind of bad input gets one clear line, exit code 2, and no partial file.
 set -uo pipefail
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 
 R=$WORK/r.yaml
 good() {

@@ -2,7 +2,7 @@
 # ptq and qat stages on real MNIST (small subsets), eval of quantized checkpoints, resume,
 # and their bad inputs: one line, exit 2, nothing written.
 set -uo pipefail
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.bash"
 
 R=$WORK/r.yaml
 cat >"$R" <<'YAML'
