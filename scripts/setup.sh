@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake ninja-build pkg-config
           libyaml-cpp-dev libcli11-dev libopenblas-dev libstb-dev libspdlog-dev libfmt-dev
           doctest-dev nlohmann-json3-dev zlib1g-dev
-          curl ca-certificates npm dataset-fashion-mnist)
+          curl ca-certificates npm dataset-fashion-mnist clang libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do

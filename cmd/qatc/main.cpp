@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   commands.push_back(cli::make_convert(app));
   commands.push_back(cli::make_eval(app));
   commands.push_back(cli::make_report(app));
+  commands.push_back(cli::make_inspect(app));
 
   try {
     app.parse(argc, argv);
