@@ -31,7 +31,9 @@ class Run : public Command {
                 << std::endl;
     }
     if (out.contains("gate") && !out["gate"]["passed"].get<bool>()) {
-      for (const auto& f : out["gate"]["failures"]) std::fprintf(stderr, "qatc: gate failed: %s\n", f.get<std::string>().c_str());
+      std::string all;
+      for (const auto& f : out["gate"]["failures"]) all += (all.empty() ? "" : "; ") + f.get<std::string>();
+      std::fprintf(stderr, "qatc: gate failed: %s\n", all.c_str());
       return 1;
     }
     return 0;
