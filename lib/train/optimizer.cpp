@@ -35,7 +35,8 @@ void Optimizer::step(float* params, const float* grads, double lr) {
   const float alpha = static_cast<float>(lr * std::sqrt(c2) / c1);
   float* m = m_.data();
   float* v = v_.data();
-  for (const auto& [begin, end] : ranges_) {
+  for (const auto& range : ranges_) {
+    const int64_t begin = range.first, end = range.second;  // plain locals: lambdas capture them
     parallel_for(end - begin, 1 << 15, [&](int64_t b, int64_t e) {
       for (int64_t i = begin + b; i < begin + e; ++i) {
         float g = grads[i];
