@@ -17,6 +17,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # no bench/__pycache__ in the source tree
 sys.path.insert(0, HERE)
 import torch_models  # noqa: E402  (numpy only at import time; torch is imported in the worker process)
 
@@ -163,8 +164,12 @@ def run_qatc(args, spec, workdir, rep):
                 test_accuracy=ev["accuracy"], test_examples=ev["examples"])
 
 
+EXTRA_TORCH_ENV = {}  # --torch-env KEY=VALUE
+
+
 def torch_env(threads, coretype=None):
     env = dict(os.environ)
+    env.update(EXTRA_TORCH_ENV)
     # libgomp (torch's intra-op pool) and OpenBLAS (torch's BLAS on Debian: pthread build, its own pool)
     # both default to every core; pin both to the thread count under test.
     env["OMP_NUM_THREADS"] = str(threads)
@@ -284,6 +289,8 @@ def main():
     ap.add_argument("--torch-openblas-coretype", default="auto", metavar="auto|keep|NAME",
                     help="OPENBLAS_CORETYPE for the PyTorch worker. auto (default): when OpenBLAS falls back to "
                     "its generic SSE3 kernels, correct it as qatc does; keep: leave OpenBLAS's choice")
+    ap.add_argument("--torch-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra environment for the PyTorch worker, e.g. OMP_WAIT_POLICY=passive (repeatable)")
     ap.add_argument("--wait-idle", action="store_true",
                     help=f"before each timed run wait up to {IDLE_WAIT_S} s for the 1-min load to drop below {IDLE_LOAD}")
     ap.add_argument("--python", default=sys.executable, help="interpreter with torch for the PyTorch worker")
@@ -294,6 +301,11 @@ def main():
         ap.error("--epochs, --repeats and --threads must be >= 1")
     if not os.access(args.qatc, os.X_OK):
         ap.error(f"--qatc {args.qatc}: not an executable; build it or pass its path")
+    for kv in args.torch_env:
+        key, sep, value = kv.partition("=")
+        if not sep or not key:
+            ap.error(f"--torch-env {kv!r}: expected KEY=VALUE")
+        EXTRA_TORCH_ENV[key] = value
 
     try:
         specs = [spec_for_recipe(p) for p in args.recipes]
@@ -313,7 +325,8 @@ def main():
           f"{info['openblas_core']}" + (f" (OPENBLAS_CORETYPE={args.coretype} set by this script)"
                                          if args.coretype else ""))
     print(f"threads {args.threads}, epochs {args.epochs}, repeats {args.repeats}, seed {args.seed}, "
-          f"torch init {args.init}; load at start {machine['load_at_start']}")
+          f"torch init {args.init}" + (f", torch env {' '.join(args.torch_env)}" if args.torch_env else "") +
+          f"; load at start {machine['load_at_start']}")
 
     workdir = args.keep or tempfile.mkdtemp(prefix="qatc_train_speed_")
     os.makedirs(workdir, exist_ok=True)
@@ -346,7 +359,8 @@ def main():
     print()
     print_table(rows, args)
     if any(not r["idle"] for row in rows for side in ("qatc", "torch") for r in row[side]["runs"]):
-        print(f"\nnote: some runs started with a 1-min load >= {IDLE_LOAD}; the timings are disturbed by other work")
+        print(f"\nnote: some runs started with a 1-min load >= {IDLE_LOAD}. Part of it may be the previous run's own "
+              "tail (the average decays over minutes), but timings taken while other work runs are not comparable")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "torch": info, "qatc_version": qatc_version,

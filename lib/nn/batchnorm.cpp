@@ -1,6 +1,6 @@
 // Batch normalization kernels (train and eval, forward and backward).
-// Per-channel reductions run over fixed row blocks summed in double, so results are
-// accurate and do not depend on the thread count.
+// Per-channel reductions run over fixed row blocks summed in double (each block from short
+// float runs), so results are accurate and do not depend on the thread count.
 #include "nn/batchnorm.h"
 
 #include <algorithm>
@@ -13,10 +13,15 @@ namespace qatc::nn {
 namespace {
 
 constexpr int64_t kBlockRows = 256;
+// Rows summed in float before each fold into the double block sums: short enough that float
+// rounding stays far below what the statistics need, long enough that the loop over channels
+// runs in float vectors, twice as wide as double ones and with no conversions.
+constexpr int64_t kRunRows = 16;
 constexpr int64_t kGrainFloats = int64_t{1} << 15;
 
-// total[nsum*c] = sum over blocks of fn(r0, r1, acc), where fn adds rows [r0, r1) into a
-// zeroed acc[nsum*c]. Blocks are fixed in size and combined in order.
+// total[nsum*c] = sum over rows of what fn adds: fn(r0, r1, run) adds rows [r0, r1) (at most
+// kRunRows) into the zeroed float run[nsum*c]. Runs fold into double sums per fixed-size block
+// and the blocks are combined in order, so the result does not depend on the thread count.
 template <class Fn>
 void blocked_channel_sums(std::vector<double>& total, int64_t nsum, int64_t rows, int64_t c,
                           Fn&& fn) {
@@ -24,13 +29,34 @@ void blocked_channel_sums(std::vector<double>& total, int64_t nsum, int64_t rows
   const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
   std::vector<double> partial(static_cast<size_t>(blocks * width), 0.0);
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t blk = b0; blk < b1; ++blk)
-      fn(blk * kBlockRows, std::min(rows, (blk + 1) * kBlockRows), partial.data() + blk * width);
+    std::vector<float> run(static_cast<size_t>(width));
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      double* acc = partial.data() + blk * width;
+      const int64_t end = std::min(rows, (blk + 1) * kBlockRows);
+      for (int64_t r = blk * kBlockRows; r < end; r += kRunRows) {
+        std::fill(run.begin(), run.end(), 0.0f);
+        fn(r, std::min(end, r + kRunRows), run.data());
+        for (int64_t j = 0; j < width; ++j) acc[j] += run[static_cast<size_t>(j)];
+      }
+    }
   });
   total.assign(static_cast<size_t>(width), 0.0);
   for (int64_t blk = 0; blk < blocks; ++blk)
     for (int64_t j = 0; j < width; ++j)
       total[static_cast<size_t>(j)] += partial[static_cast<size_t>(blk * width + j)];
+}
+
+// run[ch] += sum dy, run[c + ch] += sum dy * (x - center[ch]) over rows [r0, r1).
+void add_grad_sums(float* __restrict run, const float* __restrict dout, const float* __restrict in,
+                   const float* __restrict center, int64_t r0, int64_t r1, int64_t c) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* dy = dout + r * c;
+    const float* x = in + r * c;
+    for (int64_t ch = 0; ch < c; ++ch) {
+      run[ch] += dy[ch];
+      run[c + ch] += dy[ch] * (x[ch] - center[ch]);
+    }
+  }
 }
 
 // out = (in - mean) * gamma / sqrt(var + eps) + beta. Subtracting the mean first (rather than
@@ -59,13 +85,16 @@ void batchnorm_forward_train(float* out, float* batch_mean, float* batch_var, co
   // Sums of (x - first row) rather than x: the shift removes the cancellation that
   // E[x^2] - E[x]^2 suffers when the mean is large compared with the spread.
   std::vector<double> sums;
-  blocked_channel_sums(sums, 2, rows, c, [&](int64_t r0, int64_t r1, double* acc) {
-    for (int64_t r = r0; r < r1; ++r)
+  blocked_channel_sums(sums, 2, rows, c, [&](int64_t r0, int64_t r1, float* __restrict run) {
+    const float* __restrict x0 = in;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* __restrict x = in + r * c;
       for (int64_t ch = 0; ch < c; ++ch) {
-        const double d = static_cast<double>(in[r * c + ch]) - in[ch];
-        acc[ch] += d;
-        acc[c + ch] += d * d;
+        const float d = x[ch] - x0[ch];
+        run[ch] += d;
+        run[c + ch] += d * d;
       }
+    }
   });
   const double inv_rows = 1.0 / static_cast<double>(rows);
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -96,13 +125,8 @@ void batchnorm_backward(float* din, float* dgamma, float* dbeta, const float* do
                         float eps, int64_t rows, int64_t c) {
   // sums[ch] = sum dout, sums[c + ch] = sum dout * (in - mean)
   std::vector<double> sums;
-  blocked_channel_sums(sums, 2, rows, c, [&](int64_t r0, int64_t r1, double* acc) {
-    for (int64_t r = r0; r < r1; ++r)
-      for (int64_t ch = 0; ch < c; ++ch) {
-        const double dy = dout[r * c + ch];
-        acc[ch] += dy;
-        acc[c + ch] += dy * (static_cast<double>(in[r * c + ch]) - batch_mean[ch]);
-      }
+  blocked_channel_sums(sums, 2, rows, c, [&](int64_t r0, int64_t r1, float* run) {
+    add_grad_sums(run, dout, in, batch_mean, r0, r1, c);
   });
   const double inv_rows = 1.0 / static_cast<double>(rows);
   std::vector<float> a(static_cast<size_t>(c)), b(static_cast<size_t>(c)), k(static_cast<size_t>(c));
@@ -140,13 +164,8 @@ void batchnorm_backward_eval(float* din, float* dgamma, float* dbeta, const floa
     inv_std[static_cast<size_t>(ch)] = 1.0 / std::sqrt(static_cast<double>(var[ch]) + eps);
   if (dgamma || dbeta) {
     std::vector<double> sums;
-    blocked_channel_sums(sums, 2, rows, c, [&](int64_t r0, int64_t r1, double* acc) {
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t ch = 0; ch < c; ++ch) {
-          const double dy = dout[r * c + ch];
-          acc[ch] += dy;
-          acc[c + ch] += dy * (static_cast<double>(in[r * c + ch]) - mean[ch]);
-        }
+    blocked_channel_sums(sums, 2, rows, c, [&](int64_t r0, int64_t r1, float* run) {
+      add_grad_sums(run, dout, in, mean, r0, r1, c);
     });
     for (int64_t ch = 0; ch < c; ++ch) {
       const size_t u = static_cast<size_t>(ch);

@@ -8,7 +8,8 @@ namespace qatc::nn {
 // in [rows,c] (rows = n*h*w), gamma [c], beta [c] -> out [rows,c], batch_mean [c], batch_var [c]
 // batch_mean = mean over rows of in; batch_var = biased variance (divides by rows)
 // out = gamma * (in - batch_mean) / sqrt(batch_var + eps) + beta
-// Statistics are accumulated in double, so large activation means lose no precision.
+// Statistics are accumulated in double (over float runs of 16 rows, shifted by the first row),
+// so large activation means lose no precision.
 void batchnorm_forward_train(float* out, float* batch_mean, float* batch_var, const float* in,
                              const float* gamma, const float* beta, float eps, int64_t rows,
                              int64_t c);

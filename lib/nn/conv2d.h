@@ -21,8 +21,9 @@ Conv2DGeom conv2d_geom(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, i
                        int64_t oc, int64_t stride_h, int64_t stride_w, Padding padding);
 
 // Scratch floats that both conv2d_forward and conv2d_backward need (0 for 1x1 stride-1
-// convolutions). Bounded to about 4M floats unless a single image needs more. Never grows
-// when g.n shrinks, so a workspace sized for the largest batch serves every smaller one.
+// convolutions). Bounded to about 4M floats unless the patches of a single output row (of a
+// single image, for strided convolutions) need more. Never grows when g.n shrinks, so a
+// workspace sized for the largest batch serves every smaller one.
 int64_t conv2d_workspace_floats(const Conv2DGeom& g);
 
 // in [n,h,w,c], w [kh,kw,c,oc], b [oc] or nullptr, workspace [conv2d_workspace_floats(g)]

@@ -27,6 +27,29 @@ inline Span valid_taps(int64_t i0, int64_t k, int64_t size) {
   return {std::max<int64_t>(0, -i0), std::min<int64_t>(k, size - i0)};
 }
 
+// The window's first real tap: o = s, a = the flat indices of s.
+inline void first_tap(float* __restrict o, int32_t* __restrict a, const float* __restrict s, int32_t base,
+                      int64_t c) {
+  for (int32_t ch = 0; ch < static_cast<int32_t>(c); ++ch) {
+    o[ch] = s[ch];
+    a[ch] = base + ch;
+  }
+}
+
+// Every later tap: compare and select over the channels (contiguous in NHWC), no branches, so
+// the loop vectorizes. Strict '>' keeps the earliest tap on ties; a NaN never takes over.
+inline void max_tap(float* __restrict o, int32_t* __restrict a, const float* __restrict s, int32_t base,
+                    int64_t c) {
+  for (int32_t ch = 0; ch < static_cast<int32_t>(c); ++ch) {
+    const float v = s[ch], cur = o[ch];
+    // The index is selected with a mask: GCC turns "a = gt ? x : a" into a conditional store,
+    // which does not vectorize.
+    const int32_t take = -static_cast<int32_t>(v > cur);
+    o[ch] = v > cur ? v : cur;
+    a[ch] = (a[ch] & ~take) | ((base + ch) & take);
+  }
+}
+
 }  // namespace
 
 Pool2DGeom pool2d_geom(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw,
@@ -52,27 +75,12 @@ void maxpool2d_forward(float* out, int32_t* argmax, const float* in, const Pool2
         int32_t* a = argmax + (r * g.ow + ox) * g.c;
         // 'same'/'valid' windows always hold a real tap; only a hand-made geometry could not.
         QATC_DCHECK(sy.k0 < sy.k1 && sx.k0 < sx.k1);
-        bool first = true;
-        for (int64_t ky = sy.k0; ky < sy.k1; ++ky) {
+        for (int64_t ky = sy.k0; ky < sy.k1; ++ky)
           for (int64_t kx = sx.k0; kx < sx.k1; ++kx) {
             const int64_t base = ((img * g.h + iy0 + ky) * g.w + ix0 + kx) * g.c;
-            const float* s = in + base;
-            if (first) {
-              for (int64_t ch = 0; ch < g.c; ++ch) {
-                o[ch] = s[ch];
-                a[ch] = static_cast<int32_t>(base + ch);
-              }
-              first = false;
-              continue;
-            }
-            // Strict '>' keeps the earliest tap on ties; the select form vectorizes.
-            for (int64_t ch = 0; ch < g.c; ++ch) {
-              const bool gt = s[ch] > o[ch];
-              o[ch] = gt ? s[ch] : o[ch];
-              a[ch] = gt ? static_cast<int32_t>(base + ch) : a[ch];
-            }
+            if (ky == sy.k0 && kx == sx.k0) first_tap(o, a, in + base, static_cast<int32_t>(base), g.c);
+            else max_tap(o, a, in + base, static_cast<int32_t>(base), g.c);
           }
-        }
       }
     }
   });

@@ -24,6 +24,16 @@ void blas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
 // Below this many multiply-adds a second thread costs more than it saves.
 constexpr int64_t kParallelMacs = int64_t{1} << 21;
 
+// OpenBLAS (0.3.17 and later, built with SMALL_MATRIX_OPT as Debian's is) multiplies products
+// of at most 1e6 multiply-adds with kernels that read A and B in place; larger ones first copy
+// ("pack") both operands. For the narrow products of convolutions (32-64 output channels, a few
+// hundred patch floats) the in-place kernels ran 25-40% faster on AVX-512 (bench/
+// bench_float_layers.cpp), so sgemm_single_thread cuts a product into pieces of that size when
+// the pieces stay big enough. With fewer rows per piece the packed product won.
+constexpr int64_t kSmallMacs = 1000000;
+constexpr int64_t kMinPieceRows = 96;   // rows of C per piece (NN, NT)
+constexpr int64_t kMinPieceDepth = 32;  // reduction depth per piece (TN)
+
 // Checks the sizes and handles the cases OpenBLAS should not see; false when nothing is left to do.
 bool prepare(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, float beta, float* c, int64_t ldc) {
   QATC_CHECK_GE(m, 0);
@@ -46,7 +56,26 @@ bool prepare(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, float be
 void sgemm_single_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                          int64_t ldc) {
-  if (prepare(m, n, k, lda, ldb, beta, c, ldc)) blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (!prepare(m, n, k, lda, ldb, beta, c, ldc)) return;
+  if (!trans_a) {
+    // Pieces of rows of C: each an independent product over the whole K.
+    const int64_t rows = kSmallMacs / (n * k);
+    if (rows >= kMinPieceRows && m > rows) {
+      for (int64_t i0 = 0; i0 < m; i0 += rows)
+        blas(false, trans_b, std::min(rows, m - i0), n, k, alpha, a + i0 * lda, lda, b, ldb, beta, c + i0 * ldc, ldc);
+      return;
+    }
+  } else if (!trans_b) {
+    // Pieces of the reduction (the rows of A and B), added into C in order.
+    const int64_t depth = kSmallMacs / (m * n);
+    if (depth >= kMinPieceDepth && k > depth) {
+      for (int64_t p0 = 0; p0 < k; p0 += depth)
+        blas(true, false, m, n, std::min(depth, k - p0), alpha, a + p0 * lda, lda, b + p0 * ldb, ldb,
+             p0 == 0 ? beta : 1.0f, c, ldc);
+      return;
+    }
+  }
+  blas(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,

@@ -12,8 +12,10 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 // The same product on the calling thread only, for callers that split work across the pool
-// themselves. A given (m, n, k) always takes the same path through OpenBLAS, so a caller whose
-// split does not depend on the thread count gets results that do not either.
+// themselves. Narrow products are cut into pieces that OpenBLAS multiplies without packing
+// (rows of C; for trans_a && !trans_b, runs of the reduction added in order). The pieces and
+// the path through OpenBLAS depend on (trans_a, trans_b, m, n, k) only, so a caller whose split
+// does not depend on the thread count gets results that do not either.
 void sgemm_single_thread(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                          const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
                          int64_t ldc);

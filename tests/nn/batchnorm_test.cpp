@@ -77,7 +77,8 @@ std::vector<float> channel_data(Rng& rng, int64_t rows, int64_t c) {
 struct BnCase {
   int64_t rows, c;
 };
-const BnCase kCases[] = {{2, 1}, {5, 3}, {12, 4}, {64, 2}, {600, 2}};  // 600: several row blocks
+// 600: several row blocks; 130 x 17: float runs with a ragged end, vectorized channels with a tail.
+const BnCase kCases[] = {{2, 1}, {5, 3}, {12, 4}, {64, 2}, {600, 2}, {130, 17}};
 
 }  // namespace
 

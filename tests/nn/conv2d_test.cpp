@@ -1,5 +1,7 @@
 // Tests for conv2d against a direct double-precision convolution and finite differences.
-// Also covers the chunked-batch path and the accumulate / nullptr conventions.
+// Also covers the chunked-batch path, the stride-1 input gradient through the rotated kernel,
+// the fallback for kernels too large for partial sums, thread-count independence and the
+// accumulate / nullptr conventions.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -8,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "core/threads.h"
 #include "nn/conv2d.h"
 #include "nn/gradcheck.h"
 
@@ -167,11 +170,12 @@ TEST_CASE("conv2d: gradients match finite differences") {
 }
 
 TEST_CASE("conv2d: a batch split into several workspace chunks matches direct backward") {
-  // One image needs ~1.56M cols floats, so the ~4M-float cap gives chunks of 2 + 1 images:
-  // dw and db must accumulate across chunks and the short last chunk must be handled.
+  // Each output row has 52 * 576 patch floats, so the batch is cut into dozens of chunks of a
+  // few rows (the last one shorter), summed for dw in several groups: dw and db must accumulate
+  // across chunks and groups, and chunks must not straddle images wrongly.
   const Conv2DGeom g = conv2d_geom(3, 52, 52, 64, 3, 3, 3, 1, 1, Padding::same);
   const int64_t per_image = g.oh * g.ow * g.kh * g.kw * g.c;
-  CHECK(conv2d_workspace_floats(g) == 2 * per_image);
+  CHECK(conv2d_workspace_floats(g) < g.n * per_image);
   Rng rng(13);
   auto in = random_floats(rng, in_size(g)), w = random_floats(rng, w_size(g));
   auto b = random_floats(rng, g.oc), dout = random_floats(rng, out_size(g));
@@ -185,21 +189,84 @@ TEST_CASE("conv2d: a batch split into several workspace chunks matches direct ba
   check_close(din, ref.din, 1e-4, 1e-4, "din");
   check_close(dw, ref.dw, 1e-4, 1e-2, "dw");  // sums of ~8000 terms of size ~0.25
   check_close(db, ref.db, 1e-4, 1e-2, "db");
+  // Without din, dw comes from the patches of the input instead of those of dout.
+  std::vector<float> dw_only(w.size(), 0.0f);
+  conv2d_backward(nullptr, dw_only.data(), nullptr, dout.data(), in.data(), w.data(), g, ws.data());
+  check_close(dw_only, ref.dw, 1e-4, 1e-2, "dw without din");
 }
 
-TEST_CASE("conv2d: the workspace stays bounded and holds at least one image") {
+TEST_CASE("conv2d: the workspace stays bounded and never grows when the batch shrinks") {
   const Conv2DGeom many = conv2d_geom(128, 28, 28, 32, 3, 3, 64, 1, 1, Padding::same);
   CHECK(conv2d_workspace_floats(many) <= (int64_t{1} << 22));
   CHECK(conv2d_workspace_floats(many) >= 28 * 28 * 9 * 32);
+  // Stride 1 works on chunks of output rows, so a large image needs no more than the bound.
   const Conv2DGeom huge = conv2d_geom(2, 200, 200, 64, 3, 3, 8, 1, 1, Padding::same);
-  CHECK(conv2d_workspace_floats(huge) == 200 * 200 * 9 * 64);
+  CHECK(conv2d_workspace_floats(huge) <= (int64_t{1} << 22));
+  CHECK(conv2d_workspace_floats(huge) >= 200 * 9 * 64);
+  // Strided input gradients gather whole images, so one image's patches must fit.
+  const Conv2DGeom strided = conv2d_geom(2, 200, 200, 64, 3, 3, 8, 2, 2, Padding::same);
+  CHECK(conv2d_workspace_floats(strided) >= 100 * 100 * 9 * 64);
   const Conv2DGeom pointwise = conv2d_geom(4, 9, 9, 16, 1, 1, 8, 1, 1, Padding::same);
   CHECK(conv2d_workspace_floats(pointwise) == 0);
   // The graph engine sizes one workspace for its largest batch and reuses it for the last,
-  // smaller batch of an epoch.
-  for (int64_t n = 1; n < 128; ++n)
-    REQUIRE(conv2d_workspace_floats(conv2d_geom(n, 28, 28, 32, 3, 3, 64, 1, 1, Padding::same)) <=
-            conv2d_workspace_floats(many));
+  // smaller batch of an epoch. The number of chunks and of dw partial sums grows with the batch
+  // (up to a cap), which must never make a smaller batch need more.
+  const Conv2DGeom deep = conv2d_geom(128, 14, 14, 64, 3, 3, 64, 1, 1, Padding::same);
+  const Conv2DGeom wide = conv2d_geom(40, 8, 8, 256, 3, 3, 256, 1, 1, Padding::same);
+  const Conv2DGeom narrow = conv2d_geom(128, 28, 28, 1, 3, 3, 32, 1, 1, Padding::same);
+  for (const Conv2DGeom& big : {many, huge, strided, deep, wide, narrow})
+    for (int64_t n = 1; n < big.n; ++n)
+      REQUIRE(conv2d_workspace_floats(conv2d_geom(n, big.h, big.w, big.c, big.kh, big.kw, big.oc, big.stride_h,
+                                                  big.stride_w, Padding::same)) <= conv2d_workspace_floats(big));
+}
+
+TEST_CASE("conv2d: stride-1 input gradient through the rotated kernel matches direct backward") {
+  // Stride-1 din is computed as a convolution of dout with the rotated kernel, and dw from the
+  // same patches of dout. Cases: odd, even and non-square kernels (asymmetric 'same' padding),
+  // 'valid', a kernel as large as the input, c < oc and c > oc, several images.
+  const ConvCase cases[] = {
+      {2, 5, 5, 3, 3, 3, 4, 1, 1, Padding::same},  {2, 6, 7, 2, 4, 2, 3, 1, 1, Padding::same},
+      {1, 7, 5, 3, 2, 3, 2, 1, 1, Padding::same},  {2, 6, 6, 2, 3, 3, 5, 1, 1, Padding::valid},
+      {1, 4, 5, 3, 4, 5, 2, 1, 1, Padding::valid}, {3, 4, 4, 5, 5, 5, 3, 1, 1, Padding::same},
+      {2, 9, 3, 1, 3, 1, 6, 1, 1, Padding::same},  {1, 3, 8, 4, 1, 3, 4, 1, 1, Padding::valid},
+  };
+  Rng rng(16);
+  for (const ConvCase& k : cases) {
+    INFO(describe(k));
+    const Conv2DGeom g = geom_of(k);
+    auto in = random_floats(rng, in_size(g)), w = random_floats(rng, w_size(g));
+    auto dout = random_floats(rng, out_size(g));
+    auto ws = make_workspace(g);
+    const DirectGrads ref = direct_backward(dout, in, w, g);
+    std::vector<float> din(in.size(), 0.0f), dw(w.size(), 0.0f);
+    conv2d_backward(din.data(), dw.data(), nullptr, dout.data(), in.data(), w.data(), g, ws.data());
+    check_close(din, ref.din, 1e-5, 1e-5, "din with dw");
+    check_close(dw, ref.dw, 1e-5, 1e-5, "dw with din");
+    std::vector<float> din_only(in.size(), 0.0f);
+    conv2d_backward(din_only.data(), nullptr, nullptr, dout.data(), in.data(), w.data(), g, ws.data());
+    CHECK(din_only == din);
+  }
+}
+
+TEST_CASE("conv2d: kernels too large for partial sums still match direct backward") {
+  // 3x3x256x256 weights leave no room for per-group partial sums of dw, and the 8x8 image is
+  // still cut into two chunks: the chunks then run in order, each product split over threads.
+  const Conv2DGeom g = conv2d_geom(1, 8, 8, 256, 3, 3, 256, 1, 1, Padding::same);
+  Rng rng(17);
+  auto in = random_floats(rng, in_size(g)), w = random_floats(rng, w_size(g));
+  auto dout = random_floats(rng, out_size(g));
+  auto ws = make_workspace(g);
+  std::vector<float> out(static_cast<size_t>(out_size(g)));
+  conv2d_forward(out.data(), in.data(), w.data(), nullptr, g, ws.data());
+  check_close(out, direct_forward(in, w, nullptr, g), 1e-4, 1e-4, "forward");
+  const DirectGrads ref = direct_backward(dout, in, w, g);
+  std::vector<float> din(in.size(), 0.0f), dw(w.size(), 0.0f);
+  conv2d_backward(din.data(), dw.data(), nullptr, dout.data(), in.data(), w.data(), g, ws.data());
+  check_close(din, ref.din, 1e-4, 1e-4, "din");
+  check_close(dw, ref.dw, 1e-4, 1e-4, "dw");
+  std::vector<float> dw_only(w.size(), 0.0f);
+  conv2d_backward(nullptr, dw_only.data(), nullptr, dout.data(), in.data(), w.data(), g, ws.data());
+  check_close(dw_only, ref.dw, 1e-4, 1e-4, "dw without din");
 }
 
 TEST_CASE("conv2d: pointwise convolution runs without a workspace") {
@@ -242,5 +309,52 @@ TEST_CASE("conv2d: backward accumulates and skips gradients passed as nullptr") 
     std::vector<float> din4(in.size(), 0.0f);
     conv2d_backward(din4.data(), nullptr, nullptr, dout.data(), in.data(), w.data(), g, ws.data());
     CHECK(din4 == din1);
+  }
+}
+
+TEST_CASE("conv2d: the cnn_bn model's convolutions match direct and do not depend on the thread count") {
+  // The convolutions of recipes/mnist/cnn_bn.yaml, as timed by bench/bench_float_layers.cpp,
+  // at a batch of 4 (several chunks and dw groups per call). The first one gets no din, like
+  // the layer that reads the data.
+  struct ModelConv {
+    int64_t h, w, c, oc;
+    bool first;
+  };
+  const ModelConv convs[] = {{28, 28, 1, 32, true}, {28, 28, 32, 32, false}, {14, 14, 32, 64, false},
+                             {14, 14, 64, 64, false}};
+  Rng rng(18);
+  for (const ModelConv& mc : convs) {
+    const Conv2DGeom g = conv2d_geom(4, mc.h, mc.w, mc.c, 3, 3, mc.oc, 1, 1, Padding::same);
+    INFO("h ", mc.h, " w ", mc.w, " c ", mc.c, " oc ", mc.oc);
+    auto in = random_floats(rng, in_size(g)), w = random_floats(rng, w_size(g));
+    auto b = random_floats(rng, g.oc), dout = random_floats(rng, out_size(g));
+    auto ws = make_workspace(g);
+    struct Result {
+      std::vector<float> out, din, dw, db;
+    };
+    auto run = [&](int threads) {
+      set_num_threads(threads);
+      Result r{std::vector<float>(static_cast<size_t>(out_size(g))), std::vector<float>(in.size(), 0.0f),
+               std::vector<float>(w.size(), 0.0f), std::vector<float>(b.size(), 0.0f)};
+      conv2d_forward(r.out.data(), in.data(), w.data(), b.data(), g, ws.data());
+      conv2d_backward(mc.first ? nullptr : r.din.data(), r.dw.data(), r.db.data(), dout.data(), in.data(),
+                      w.data(), g, ws.data());
+      set_num_threads(0);
+      return r;
+    };
+    const Result one = run(1);
+    check_close(one.out, direct_forward(in, w, b.data(), g), 1e-4, 1e-4, "forward");
+    const DirectGrads ref = direct_backward(dout, in, w, g);
+    if (!mc.first) check_close(one.din, ref.din, 1e-4, 1e-4, "din");
+    check_close(one.dw, ref.dw, 1e-4, 1e-3, "dw");
+    check_close(one.db, ref.db, 1e-4, 1e-3, "db");
+    for (int threads : {2, 3}) {
+      INFO(threads, " threads");
+      const Result r = run(threads);
+      CHECK(r.out == one.out);
+      CHECK(r.din == one.din);
+      CHECK(r.dw == one.dw);
+      CHECK(r.db == one.db);
+    }
   }
 }

@@ -1,6 +1,7 @@
 // Tests for max, average and global average pooling.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <limits>
 #include <vector>
 
@@ -27,6 +28,8 @@ const PoolCase kCases[] = {
     {2, 7, 6, 1, 3, 2, 2, 1, Padding::same},  {1, 5, 7, 3, 2, 3, 1, 2, Padding::valid},
     {1, 3, 3, 2, 3, 3, 1, 1, Padding::same},  {2, 6, 6, 4, 1, 1, 2, 2, Padding::same},
     {1, 9, 8, 2, 2, 2, 3, 3, Padding::same},  {2, 4, 5, 2, 2, 2, 2, 2, Padding::same},
+    // Enough channels for the vectorized compare-and-select, with a ragged tail.
+    {2, 6, 6, 37, 2, 2, 2, 2, Padding::valid}, {1, 5, 5, 32, 3, 3, 2, 2, Padding::same},
 };
 
 std::string describe(const PoolCase& k) {
@@ -114,6 +117,34 @@ TEST_CASE("pool: maxpool ties go to the first tap and padding never wins") {
   maxpool2d_forward(o2, a2, two.data(), g2);
   CHECK(a2[0] == 1);
   CHECK(a2[1] == 6);
+}
+
+TEST_CASE("pool: maxpool ties and NaN are handled per channel across many channels") {
+  // 2x2 window, 19 channels: channel ch sees [3 5; 5 1] + ch, so the first 5 (tap 1) wins
+  // every channel; channel 4 has a NaN in its first tap, which stays; channel 7 a NaN in a later
+  // tap, which never wins.
+  const int64_t c = 19;
+  const Pool2DGeom g = pool2d_geom(1, 2, 2, c, 2, 2, 2, 2, Padding::valid);
+  std::vector<float> in(static_cast<size_t>(4 * c));
+  const float pattern[4] = {3, 5, 5, 1};
+  for (int64_t tap = 0; tap < 4; ++tap)
+    for (int64_t ch = 0; ch < c; ++ch) in[static_cast<size_t>(tap * c + ch)] = pattern[tap] + static_cast<float>(ch);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  in[static_cast<size_t>(0 * c + 4)] = nan;
+  in[static_cast<size_t>(2 * c + 7)] = nan;
+  std::vector<float> out(static_cast<size_t>(c));
+  std::vector<int32_t> arg(static_cast<size_t>(c));
+  maxpool2d_forward(out.data(), arg.data(), in.data(), g);
+  for (int64_t ch = 0; ch < c; ++ch) {
+    INFO("channel ", ch);
+    if (ch == 4) {
+      CHECK(std::isnan(out[static_cast<size_t>(ch)]));
+      CHECK(arg[static_cast<size_t>(ch)] == ch);
+      continue;
+    }
+    CHECK(out[static_cast<size_t>(ch)] == 5.0f + static_cast<float>(ch));
+    CHECK(arg[static_cast<size_t>(ch)] == 1 * c + ch);
+  }
 }
 
 TEST_CASE("pool: maxpool gradient matches finite differences and accumulates") {
