@@ -134,6 +134,31 @@ def build_model(arch, init="keras"):
     return model
 
 
+class KerasAdam:
+    """Adam in Keras' form, as qatc implements it (lib/train/optimizer.cpp): the bias corrections go into the
+    step size and epsilon is added to sqrt(v) unscaled, so eps acts like eps / sqrt(1 - beta2^t) in
+    torch.optim.Adam's form. The two differ for gradients near eps (most in the first steps), which would hide
+    a real bug behind the optimizer's convention."""
+
+    def __init__(self, params, lr, eps, beta1=0.9, beta2=0.999):
+        import torch
+        self.params = [p for p in params]
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.lr, self.eps, self.b1, self.b2, self.t = lr, eps, beta1, beta2, 0
+
+    def step(self, lr):
+        import torch
+        self.t += 1
+        alpha = lr * (1 - self.b2 ** self.t) ** 0.5 / (1 - self.b1 ** self.t)
+        with torch.no_grad():
+            for p, m, v in zip(self.params, self.m, self.v):
+                m.mul_(self.b1).add_(p.grad, alpha=1 - self.b1)
+                v.mul_(self.b2).addcmul_(p.grad, p.grad, value=1 - self.b2)
+                p.sub_(alpha * m / (v.sqrt() + self.eps))
+                p.grad = None
+
+
 def cosine_lr(base, step, total_steps):
     """qatc's cosine schedule (no warmup, min_lr 0): per step, base at step 0 down towards 0."""
     progress = min(1.0, step / max(1, total_steps))
@@ -189,7 +214,7 @@ def environment():
     }
 
 
-def train(spec, *, epochs, threads, seed=0, init="keras", mkldnn=True, data_dir=None, log=None):
+def train(spec, *, epochs, threads, seed=0, init="keras", adam="keras", mkldnn=True, data_dir=None, log=None):
     """Trains spec's model the way qatc's recipe does; returns a JSON-able dict with per-epoch timings."""
     import torch
     import torch.nn.functional as F
@@ -211,7 +236,10 @@ def train(spec, *, epochs, threads, seed=0, init="keras", mkldnn=True, data_dir=
     x_test, y_test = tensors(*data["test"])
 
     model = build_model(spec["arch"], init)
-    opt = torch.optim.Adam(model.parameters(), lr=spec["lr"], betas=(0.9, 0.999), eps=ADAM_EPS)
+    if adam == "keras":
+        opt = KerasAdam(model.parameters(), lr=spec["lr"], eps=ADAM_EPS)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=spec["lr"], betas=(0.9, 0.999), eps=ADAM_EPS)
     n, bs = x_train.shape[0], spec["batch_size"]
     steps_per_epoch = (n + bs - 1) // bs  # the last, partial batch is kept, as in Keras and qatc
     total_steps = steps_per_epoch * epochs
@@ -228,14 +256,18 @@ def train(spec, *, epochs, threads, seed=0, init="keras", mkldnn=True, data_dir=
         for s in range(steps_per_epoch):
             idx = order[s * bs:(s + 1) * bs]
             xb, yb = x_train[idx], y_train[idx]
-            if spec["schedule"] == "cosine":
-                for g in opt.param_groups:
-                    g["lr"] = cosine_lr(spec["lr"], step, total_steps)
+            lr = cosine_lr(spec["lr"], step, total_steps) if spec["schedule"] == "cosine" else spec["lr"]
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if adam == "keras":
+                loss.backward()
+                opt.step(lr)
+            else:
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
             # Running sums stay on the tensor side: a .item() per step would add a sync point qatc does not have.
             with torch.no_grad():
                 loss_acc += loss.detach() * idx.numel()
@@ -261,6 +293,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--init", choices=["keras", "torch"], default="keras")
+    ap.add_argument("--adam", choices=["keras", "torch"], default="keras",
+                    help="keras: Adam in Keras' (and qatc's) form; torch: torch.optim.Adam (epsilon added after the bias "
+                         "correction)")
     ap.add_argument("--no-mkldnn", action="store_true", help="torch.backends.mkldnn.enabled = False")
     ap.add_argument("--data-dir", help="folder with the four IDX files (default: where qatc looks)")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON line on stdout")
@@ -273,7 +308,7 @@ def main():
         ap.error("--recipe is required")
     spec = SPECS[args.recipe]
     epochs = args.epochs or spec["epochs"]
-    res = train(spec, epochs=epochs, threads=args.threads, seed=args.seed, init=args.init,
+    res = train(spec, epochs=epochs, threads=args.threads, seed=args.seed, init=args.init, adam=args.adam,
                 mkldnn=not args.no_mkldnn, data_dir=args.data_dir, log=sys.stderr)
     res["recipe"] = args.recipe
     if args.json:

@@ -32,8 +32,9 @@ struct MinMax {
 
 // x [n] -> {min, max} over the finite values of x. NaN and +-inf are skipped, so a diverging
 // step cannot poison a range (the trainer detects divergence from the loss); with no finite
-// value (or n == 0) the result is {0, 0}, the degenerate range choose_qparams accepts.
-MinMax tensor_minmax(const float* x, int64_t n);
+// value (or n == 0) the result is {0, 0}, the degenerate range choose_qparams accepts;
+// *any_finite (when given) says whether there was one.
+MinMax tensor_minmax(const float* x, int64_t n, bool* any_finite = nullptr);
 
 // x [rows,channels] -> out [channels]: tensor_minmax of each column (channel = last axis).
 void channel_minmax(MinMax* out, const float* x, int64_t rows, int64_t channels);

@@ -25,9 +25,8 @@ Observer::Observer(ObserverConfig config) : config_(config) {
 
 void Observer::update(const float* x, int64_t n) {
   bool any = false;
-  for (int64_t i = 0; i < n && !any; ++i) any = std::isfinite(x[i]);
-  if (!any) return;  // tensor_minmax would say {0, 0}, which is not this batch's range
-  const MinMax b = tensor_minmax(x, n);
+  const MinMax b = tensor_minmax(x, n, &any);
+  if (!any) return;  // {0, 0} is not this batch's range
   if (!initialized_) {
     min_ = b.min;
     max_ = b.max;

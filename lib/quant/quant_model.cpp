@@ -29,6 +29,7 @@ QuantModel::QuantModel(const nn::Graph& g, QuantPlan plan, std::vector<float> pa
   if (with_grads) grads_.assign(params_.size(), 0.0f);
   for (const auto& a : plan_.acts) observers_.emplace_back(observer_config(a.spec));
   w_eff_.resize(plan_.weights.size());
+  fold_.resize(plan_.weights.size());
   w_mask_.resize(plan_.weights.size());
   for (size_t k = 0; k < plan_.weights.size(); ++k) {
     const auto n = static_cast<size_t>(numel(g_.param(g_.nodes[static_cast<size_t>(plan_.weights[k].node)], 0).shape));
@@ -53,14 +54,21 @@ bool QuantModel::batchnorm_frozen(size_t /*node*/) const {
 }
 
 FoldedWeights QuantModel::folded_weights(size_t wq) const {
+  FoldedWeights f;
+  fold_into(wq, f);
+  return f;
+}
+
+void QuantModel::fold_into(size_t wq, FoldedWeights& f) const {
   const WeightQuantizer& q = plan_.weights[wq];
   const nn::Node& node = g_.nodes[static_cast<size_t>(q.node)];
   const nn::ParamInfo& kp = g_.param(node, 0);
   const int64_t channels = kp.shape.back();
   const int64_t rows = numel(kp.shape) / channels;
   const float* w = params_.data() + kp.offset;
-  FoldedWeights f;
   f.folded.assign(w, w + rows * channels);
+  f.bn_scale.clear();
+  f.qparams.clear();
   if (q.bn_node >= 0) {
     const nn::Node& bn = g_.nodes[static_cast<size_t>(q.bn_node)];
     const float eps = std::get<nn::BatchNormAttrs>(bn.attrs).epsilon;
@@ -80,12 +88,12 @@ FoldedWeights QuantModel::folded_weights(size_t wq) const {
     else ranges[0] = tensor_minmax(f.folded.data(), rows * channels);
   }
   for (const auto& r : ranges) f.qparams.push_back(choose_qparams(r.min, r.max, q.range, q.spec.symmetric));
-  return f;
 }
 
 void QuantModel::compute_weights(size_t wq, const float* /*w*/) {
   const WeightQuantizer& q = plan_.weights[wq];
-  FoldedWeights f = folded_weights(wq);
+  FoldedWeights& f = fold_[wq];  // reused: its buffers keep their capacity from step to step
+  fold_into(wq, f);
   const int64_t channels = g_.param(g_.nodes[static_cast<size_t>(q.node)], 0).shape.back();
   const int64_t total = static_cast<int64_t>(f.folded.size());
   float* out = w_eff_[wq].data();

@@ -69,6 +69,7 @@ class QuantModel : public train::Trainable, public nn::EngineHooks {
 
  private:
   void compute_weights(size_t wq, const float* w);
+  void fold_into(size_t wq, FoldedWeights& f) const;
   bool observers_frozen() const {
     return schedule_.freeze_observers_after_steps >= 0 && step_ >= schedule_.freeze_observers_after_steps;
   }
@@ -83,6 +84,7 @@ class QuantModel : public train::Trainable, public nn::EngineHooks {
   std::vector<Observer> observers_;
   std::vector<std::unique_ptr<HistogramCollector>> collectors_;
   std::vector<std::vector<float>> w_eff_;     // per weight quantizer
+  std::vector<FoldedWeights> fold_;          // per weight quantizer: scratch of compute_weights
   std::vector<std::vector<uint8_t>> w_mask_;  // per weight quantizer
   std::vector<std::vector<uint8_t>> a_mask_;  // per node with an output transform
   std::vector<bool> a_applied_;               // per node: fq applied in the last forward

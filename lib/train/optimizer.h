@@ -17,7 +17,9 @@ class Optimizer {
   // One update with learning rate lr. Only trainable parameters change.
   //  sgd:   v = momentum*v + (g + wd*p); p -= lr*v  (nesterov: p -= lr*(g + wd*p + momentum*v))
   //  adam:  g' = g + wd*p; m = b1*m + (1-b1)*g'; v = b2*v + (1-b2)*g'^2;
-  //         p -= lr * m_hat / (sqrt(v_hat) + eps) with bias-corrected m_hat, v_hat
+  //         p -= lr_t * m / (sqrt(v) + eps), lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t): Keras' form
+  //         ("epsilon hat"); torch.optim.Adam adds eps to sqrt(v_hat) instead, which acts like a
+  //         smaller epsilon early on (bench/crosscheck_train.py compares the two)
   //  adamw: as adam with g' = g, then p -= lr*wd*p (decoupled decay, Loshchilov & Hutter)
   void step(float* params, const float* grads, double lr);
 

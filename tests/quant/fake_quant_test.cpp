@@ -354,3 +354,71 @@ TEST_CASE("fake_quant: results do not depend on the thread count") {
     REQUIRE(a.cmm[c].max == b.cmm[c].max);
   }
 }
+
+// Equal as floats (both NaN counts as equal). The sign of a zero is not compared: the compiler
+// may turn float(int(v)) into trunc(v) (it does under -fno-trapping-math), so the scalar
+// reference itself gives -0 or +0 depending on inlining; both are the grid's 0.
+bool same_value(float a, float b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+
+TEST_CASE("fake_quant: the vectorized kernels give the scalar quantize/dequantize values") {
+  // Every tie k + 0.5 of the grid, both signs, -0, subnormals, values far outside the range,
+  // NaN and infinities, in a length that leaves a tail after every vector width.
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int bits : {2, 4, 8})
+    for (bool symmetric : {true, false}) {
+      const QParams q = choose_qparams(-1.3f, 2.9f, qrange(bits, symmetric, symmetric), symmetric);
+      std::vector<float> x = random_floats(1000, -5.0f, 5.0f, static_cast<uint64_t>(bits));
+      for (int k = -300; k <= 300; ++k) x.push_back((static_cast<float>(k) + 0.5f) * q.scale);
+      for (float v : {0.0f, -0.0f, 1e-40f, -1e-40f, 1e30f, -1e30f, inf, -inf, std::nanf("")}) x.push_back(v);
+      const auto n = static_cast<int64_t>(x.size());
+      std::vector<float> got(x.size()), got_nomask(x.size());
+      std::vector<uint8_t> mask(x.size());
+      fake_quant_forward(got.data(), mask.data(), x.data(), n, q);
+      fake_quant_forward(got_nomask.data(), nullptr, x.data(), n, q);
+      const float lo = dequantize(q.qmin, q), hi = dequantize(q.qmax, q);
+      for (size_t i = 0; i < x.size(); ++i) {
+        const float want = std::isnan(x[i]) ? x[i] : dequantize(quantize(x[i], q), q);
+        INFO("bits " << bits << " symmetric " << symmetric << " x = " << x[i]);
+        REQUIRE(same_value(got[i], want));
+        REQUIRE(same_value(got_nomask[i], want));
+        REQUIRE(static_cast<int>(mask[i]) == ((x[i] >= lo && x[i] <= hi) ? 1 : 0));
+      }
+      // Per channel: 7 channels with their own grids over the same values.
+      const int64_t ch = 7, rows = n / ch;
+      std::vector<QParams> qc;
+      for (int64_t c = 0; c < ch; ++c)
+        qc.push_back(choose_qparams(-0.2f * static_cast<float>(c + 1), 0.3f * static_cast<float>(c + 1),
+                                    qrange(bits, true, true), true));
+      std::vector<float> pc(static_cast<size_t>(rows * ch));
+      std::vector<uint8_t> pm(pc.size());
+      fake_quant_forward_per_channel(pc.data(), pm.data(), x.data(), rows, ch, qc.data());
+      for (int64_t i = 0; i < rows * ch; ++i) {
+        const QParams& qq = qc[static_cast<size_t>(i % ch)];
+        const float xi = x[static_cast<size_t>(i)];
+        const float want = std::isnan(xi) ? xi : dequantize(quantize(xi, qq), qq);
+        INFO("per channel, x = " << xi);
+        REQUIRE(same_value(pc[static_cast<size_t>(i)], want));
+        REQUIRE(static_cast<int>(pm[static_cast<size_t>(i)]) ==
+                ((xi >= dequantize(qq.qmin, qq) && xi <= dequantize(qq.qmax, qq)) ? 1 : 0));
+      }
+    }
+}
+
+TEST_CASE("minmax: a single finite value anywhere in the vector lanes or the tail is found") {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t n : {int64_t{1}, int64_t{15}, int64_t{16}, int64_t{17}, int64_t{100}})
+    for (int64_t at = 0; at < n; ++at) {
+      std::vector<float> x(static_cast<size_t>(n), std::nanf(""));
+      for (int64_t i = 0; i < n; i += 3) x[static_cast<size_t>(i)] = (i % 2) ? inf : -inf;
+      x[static_cast<size_t>(at)] = -7.5f;
+      bool any = false;
+      const MinMax m = tensor_minmax(x.data(), n, &any);
+      REQUIRE(any);
+      REQUIRE(m.min == -7.5f);
+      REQUIRE(m.max == -7.5f);
+    }
+  const float none[3] = {inf, std::nanf(""), -inf};
+  bool any = true;
+  tensor_minmax(none, 3, &any);
+  CHECK_FALSE(any);
+}
