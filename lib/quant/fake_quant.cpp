@@ -78,6 +78,13 @@ void fq_row(float* out, uint8_t* __restrict mask, const float* in, int64_t chann
   for (int64_t c = 0; c < channels; ++c) out[c] = fq_value(in[c], scale[c], lo[c], hi[c]);
 }
 
+// din = mask ? dout : 0. A select, not dout * mask: a blocked gradient is exactly 0 even when
+// dout is inf or NaN. din may alias dout; the mask is a separate array.
+QATC_SIMD_CLONES
+void ste_span(float* din, const float* dout, const uint8_t* __restrict mask, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) din[i] = mask[i] ? dout[i] : 0.0f;
+}
+
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 // Running minimum and maximum of the finite values, per lane (x - x is 0 exactly when x is finite).
@@ -145,10 +152,7 @@ void fake_quant_forward_per_channel(float* out, uint8_t* mask, const float* in, 
 }
 
 void fake_quant_backward(float* din, const float* dout, const uint8_t* mask, int64_t n) {
-  for_blocks(n, kBlock, [&](int64_t b, int64_t e) {
-    // A select, not dout * mask: a blocked gradient is exactly 0 even when dout is inf or NaN.
-    for (int64_t i = b; i < e; ++i) din[i] = mask[i] ? dout[i] : 0.0f;
-  });
+  for_blocks(n, kBlock, [&](int64_t b, int64_t e) { ste_span(din + b, dout + b, mask + b, e - b); });
 }
 
 MinMax tensor_minmax(const float* x, int64_t n, bool* any_finite) {
