@@ -18,13 +18,13 @@ void relu_forward(float* out, const float* in, int64_t n) {
   });
 }
 
-void relu_backward(float* din, const float* dout, const float* out, int64_t n) {
+void relu_backward(float* din, const float* dout, const float* out, int64_t n, const uint8_t* pass) {
   if (!din) return;
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float d = dout[i];
-      din[i] += out[i] > 0.0f ? d : 0.0f;
-    }
+    if (pass)
+      for (int64_t i = b; i < e; ++i) din[i] += (out[i] > 0.0f) & (pass[i] != 0) ? dout[i] : 0.0f;
+    else
+      for (int64_t i = b; i < e; ++i) din[i] += out[i] > 0.0f ? dout[i] : 0.0f;
   });
 }
 
@@ -37,13 +37,19 @@ void relu6_forward(float* out, const float* in, int64_t n) {
   });
 }
 
-void relu6_backward(float* din, const float* dout, const float* out, int64_t n) {
+void relu6_backward(float* din, const float* dout, const float* out, int64_t n, const uint8_t* pass) {
   if (!din) return;
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float d = dout[i], y = out[i];
-      din[i] += (y > 0.0f) & (y < 6.0f) ? d : 0.0f;
-    }
+    if (pass)
+      for (int64_t i = b; i < e; ++i) {
+        const float y = out[i];
+        din[i] += (y > 0.0f) & (y < 6.0f) & (pass[i] != 0) ? dout[i] : 0.0f;
+      }
+    else
+      for (int64_t i = b; i < e; ++i) {
+        const float y = out[i];
+        din[i] += (y > 0.0f) & (y < 6.0f) ? dout[i] : 0.0f;
+      }
   });
 }
 

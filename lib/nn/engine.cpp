@@ -170,7 +170,9 @@ void FloatEngine::backward(const float* dlogits, const float* params, float* gra
     if (node.op == Op::flatten) continue;  // shares its input's gradient buffer
     const size_t src = static_cast<size_t>(node.inputs[0]);
     const float* in = out_[src];
-    hooks_->output_backward(i, grad_[i], n * numel(node.shape));
+    // A ReLU takes a straight-through mask of its output's fake quantization in its own pass.
+    const uint8_t* pass = node.op == Op::relu || node.op == Op::relu6 ? hooks_->ste_mask(i) : nullptr;
+    if (!pass) hooks_->output_backward(i, grad_[i], n * numel(node.shape));
     const float* dout = grad_[i];
     float* din = grad_[src];  // nullptr for the data input
     const int64_t count = n * numel(node.shape);
@@ -192,10 +194,10 @@ void FloatEngine::backward(const float* dlogits, const float* params, float* gra
         break;
       }
       case Op::relu:
-        if (din) relu_backward(din, dout, out_[i], count);
+        if (din) relu_backward(din, dout, out_[i], count, pass);
         break;
       case Op::relu6:
-        if (din) relu6_backward(din, dout, out_[i], count);
+        if (din) relu6_backward(din, dout, out_[i], count, pass);
         break;
       case Op::maxpool:
         if (din) maxpool2d_backward(din, dout, argmax_[i].data(), pool_geom(g_, node, n));

@@ -26,6 +26,11 @@ class EngineHooks {
   virtual void output(size_t /*node*/, float* /*out*/, int64_t /*count*/, Mode /*mode*/) {}
   // Back-propagates through output(), in place on the gradient of node's output.
   virtual void output_backward(size_t /*node*/, float* /*dout*/, int64_t /*count*/) {}
+  // When output_backward(node) is exactly "dout = mask ? dout : 0" (a straight-through
+  // estimator), the mask [count of the last forward], else nullptr. The engine then applies it
+  // inside a ReLU/ReLU6 node's own backward instead of calling output_backward (one memory pass
+  // instead of two).
+  virtual const uint8_t* ste_mask(size_t /*node*/) const { return nullptr; }
   // A BatchNorm that uses its moving statistics even in train mode.
   virtual bool batchnorm_frozen(size_t /*node*/) const { return false; }
 };

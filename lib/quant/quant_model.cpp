@@ -140,8 +140,10 @@ void QuantModel::output(size_t node, float* out, int64_t count, nn::Mode mode) {
   if (mode == nn::Mode::train) {
     if (owner && !observers_frozen()) observers_[a].update(out, count);
     if (step_ < schedule_.quant_delay_steps || !observers_[a].initialized()) return;
-    fake_quant_forward(out, a_mask_[node].data(), out, count, act_qparams(a));
-    a_applied_[node] = true;
+    // The data input (node 0) gets no gradient, so it needs no straight-through mask.
+    const bool needs_mask = node != 0;
+    fake_quant_forward(out, needs_mask ? a_mask_[node].data() : nullptr, out, count, act_qparams(a));
+    a_applied_[node] = needs_mask;
   } else {
     if (!observers_[a].initialized()) return;
     fake_quant_forward(out, nullptr, out, count, act_qparams(a));

@@ -54,6 +54,7 @@ class QuantModel : public train::Trainable, public nn::EngineHooks {
   bool transforms_output(size_t node) const override { return plan_.act_of[node] >= 0; }
   void output(size_t node, float* out, int64_t count, nn::Mode mode) override;
   void output_backward(size_t node, float* dout, int64_t count) override;
+  const uint8_t* ste_mask(size_t node) const override { return a_applied_[node] ? a_mask_[node].data() : nullptr; }
   bool batchnorm_frozen(size_t node) const override;
 
   // PTQ: while calibrating, eval-mode forwards feed histograms instead of quantizing.

@@ -99,3 +99,26 @@ TEST_CASE("activation: large inputs are split across threads and still exact") {
   }
   CHECK(wrong == 0);
 }
+
+TEST_CASE("activation: a pass mask in the ReLU/ReLU6 backward equals masking dout first") {
+  const int64_t n = 1000;
+  std::vector<float> out(n), dout(n);
+  std::vector<uint8_t> pass(n);
+  for (int64_t i = 0; i < n; ++i) {
+    out[static_cast<size_t>(i)] = static_cast<float>(i % 9) - 1.5f;  // below 0, inside, above 6
+    dout[static_cast<size_t>(i)] = 0.25f * static_cast<float>(i % 13) - 1.0f;
+    pass[static_cast<size_t>(i)] = static_cast<uint8_t>((i * 7) % 3 != 0);
+  }
+  std::vector<float> masked(n);
+  for (int64_t i = 0; i < n; ++i) masked[static_cast<size_t>(i)] = pass[static_cast<size_t>(i)] ? dout[static_cast<size_t>(i)] : 0.0f;
+  for (bool six : {false, true}) {
+    std::vector<float> want(n, 0.5f), got(n, 0.5f);  // both accumulate onto the same start
+    auto bwd = six ? relu6_backward : relu_backward;
+    bwd(want.data(), masked.data(), out.data(), n, nullptr);
+    bwd(got.data(), dout.data(), out.data(), n, pass.data());
+    CHECK(got == want);
+    int64_t blocked = 0;
+    for (int64_t i = 0; i < n; ++i) blocked += got[static_cast<size_t>(i)] == 0.5f;
+    CHECK(blocked > n / 3);  // the mask and the ReLU both block something
+  }
+}
