@@ -19,6 +19,7 @@
 
 #include <time.h>
 
+#include "stats.h"
 #include "core/blas_env.h"
 #include "core/rng.h"
 #include "core/threads.h"
@@ -78,11 +79,8 @@ double seconds_of(const std::function<void()>& f, double* cpu) {
 }
 
 // The median, or with use_min the fastest repeat (the least disturbed one on a busy machine).
-double summary(std::vector<double> v, bool use_min) {
-  std::sort(v.begin(), v.end());
-  if (use_min) return v.front();
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+double summary(const std::vector<double>& v, bool use_min) {
+  return use_min ? *std::min_element(v.begin(), v.end()) : bench::median(v);
 }
 
 // The forward and backward of one row, over buffers it owns.

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "stats.h"
 #include "core/blas_env.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -32,12 +33,6 @@
 using namespace qatc;
 
 namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 struct Stepper {
   train::Trainable& model;
@@ -115,7 +110,7 @@ int main(int argc, char** argv) {
         tq.push_back(b);
       }
     }
-    const double mf = median(tf), mq = median(tq);
+    const double mf = bench::median(tf), mq = bench::median(tq);
     std::printf("%s: batch %lld, %d threads, %lld steps each (after %lld warm-up), alternating\n", rc.name.c_str(),
                 static_cast<long long>(batch), num_threads(), static_cast<long long>(steps),
                 static_cast<long long>(warmup));

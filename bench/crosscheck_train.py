@@ -61,9 +61,10 @@ def read_checkpoint(path):
 
 
 def torch_params(model, input_hw):
-    """[(qatc parameter name, torch tensor, to_torch, to_qatc)] for the twin built by torch_models.build_model.
-    Layers are matched in order (convs to conv kernels, BatchNorms to gamma/beta/moving stats, Linears to
-    dense kernels); the first Linear after a Flatten gets its rows reordered from NHWC to NCHW flattening."""
+    """The parameter-holding modules of the twin built by torch_models.build_model, in order, as
+    ("conv", module), ("bn", module) or ("dense", module, (h, w, c) of a Flatten right before it, else None).
+    They pair up in order with qatc's parameter layers (qatc_names); the first Linear after a Flatten needs
+    its rows reordered from NHWC to NCHW flattening."""
     import torch.nn as nn
     h, w = input_hw
     c_last, pairs, flatten_hwc = None, [], None
@@ -167,8 +168,8 @@ class Sgd:
                 p.grad = None
 
 
-def run_qatc(qatc, recipe, out, images, extra):
-    cmd = [qatc, "train", recipe, "--out", out, "--threads", os.environ.get("XC_THREADS", "2"),
+def run_qatc(qatc, recipe, out, images, extra, threads=2):
+    cmd = [qatc, "train", recipe, "--out", out, "--threads", str(threads),
            "--set", "train.epochs=1", "--set", "train.shuffle=false", "--set", "data.validation_split=0",
            "--set", f"data.train_subset={images}"] + [a for kv in extra for a in ("--set", kv)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -185,25 +186,29 @@ def main():
     ap.add_argument("--sgd", action="store_true",
                     help="both sides use plain SGD at the recipe's lr instead of Adam, so the weight change after one "
                          "step is the gradient itself (Adam's first step is lr * sign(g) and hides its size)")
+    ap.add_argument("--threads", type=int, default=2, help="qatc --threads and torch.set_num_threads")
+    ap.add_argument("--float64", action="store_true",
+                    help="run the PyTorch side in float64, to see which side's rounding a difference comes from")
     args = ap.parse_args()
 
     import torch
     import torch.nn.functional as F
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     spec = train_speed.spec_for_recipe(args.recipe)
     bs, steps = spec["batch_size"], args.steps
     with tempfile.TemporaryDirectory() as tmp:
-        init = run_qatc(args.qatc, args.recipe, os.path.join(tmp, "init"), bs, ["train.optimizer.lr=0"])
+        init = run_qatc(args.qatc, args.recipe, os.path.join(tmp, "init"), bs, ["train.optimizer.lr=0"],
+                        args.threads)
         trained = run_qatc(args.qatc, args.recipe, os.path.join(tmp, "trained"), bs * steps,
-                           ["train.optimizer.type=sgd"] if args.sgd else [])
+                           ["train.optimizer.type=sgd"] if args.sgd else [], args.threads)
 
     model = torch_models.build_model(spec["arch"])
-    if os.environ.get("XC_DOUBLE"):
+    if args.float64:
         model = model.double()
     pairs, layers = load_into_torch(model, init, (28, 28))
     data = torch_models.load_dataset(spec["dataset"])
     x = torch.from_numpy(data["train"][0][:bs * steps].astype(np.float32) / np.float32(255.0)).unsqueeze(1)
-    if os.environ.get("XC_DOUBLE"):
+    if args.float64:
         x = x.double()
     y = torch.from_numpy(data["train"][1][:bs * steps].astype(np.int64))
     opt = torch_models.KerasAdam(model.parameters(), lr=spec["lr"], eps=torch_models.ADAM_EPS)

@@ -45,8 +45,7 @@ Grid grid_of(const QParams& q) {
 
 [[gnu::always_inline]] inline float fq_value(float x, float scale, float lo, float hi) {
   const float v = x / scale;
-  const float t = std::trunc(v);
-  const float r = std::fabs(v - t) >= 0.5f ? t + std::copysign(1.0f, v) : t;
+  const float r = round_half_away_from_zero(v);
   float c = r < lo ? lo : (r > hi ? hi : r);
   c = v != v ? 0.0f : c;
   const float y = scale * (c + 0.0f);
@@ -112,12 +111,13 @@ void minmax_span(const float* x, int64_t n, float* mn, float* mx) {
   }
 }
 
-// Per-column running {min, max} of finite values over rows [r0, r1) of x [rows, channels].
+// Per-column running {min, max} of finite values over rows [r0, r1) of the columns [0, width) of
+// x, whose rows are `stride` floats apart.
 QATC_SIMD_CLONES
-void channel_minmax_rows(const float* x, int64_t r0, int64_t r1, int64_t channels, float* __restrict mn,
-                         float* __restrict mx) {
+void channel_minmax_rows(const float* x, int64_t r0, int64_t r1, int64_t width, int64_t stride,
+                         float* __restrict mn, float* __restrict mx) {
   for (int64_t r = r0; r < r1; ++r)
-    for (int64_t c = 0; c < channels; ++c) minmax_step(x[r * channels + c], mn[c], mx[c]);
+    for (int64_t c = 0; c < width; ++c) minmax_step(x[r * stride + c], mn[c], mx[c]);
 }
 
 MinMax range_or_zero(float mn, float mx) { return mn <= mx ? MinMax{mn, mx} : MinMax{0.0f, 0.0f}; }
@@ -174,7 +174,7 @@ void channel_minmax(MinMax* out, const float* x, int64_t rows, int64_t channels)
   if (channels >= kChannelBlock) {
     // Many channels: each block owns a slice of columns and walks all rows; no partials.
     for_blocks(channels, kChannelBlock, [&](int64_t c0, int64_t c1) {
-      for (int64_t r = 0; r < rows; ++r) channel_minmax_rows(x + r * channels + c0, 0, 1, c1 - c0, &mn[c0], &mx[c0]);
+      channel_minmax_rows(x + c0, 0, rows, c1 - c0, channels, &mn[static_cast<size_t>(c0)], &mx[static_cast<size_t>(c0)]);
     });
   } else if (rows > 0) {
     // Few channels: blocks of rows, each with its own per-channel partials, merged after.
@@ -183,7 +183,7 @@ void channel_minmax(MinMax* out, const float* x, int64_t rows, int64_t channels)
     std::vector<float> pmn(static_cast<size_t>(blocks * channels), kInf), pmx(pmn.size(), -kInf);
     for_blocks(rows, block_rows, [&](int64_t r0, int64_t r1) {
       const int64_t k = r0 / block_rows;
-      channel_minmax_rows(x, r0, r1, channels, &pmn[static_cast<size_t>(k * channels)],
+      channel_minmax_rows(x, r0, r1, channels, channels, &pmn[static_cast<size_t>(k * channels)],
                           &pmx[static_cast<size_t>(k * channels)]);
     });
     for (int64_t b = 0; b < blocks; ++b)
