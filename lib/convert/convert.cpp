@@ -72,25 +72,53 @@ runtime::IntModel to_int_model(const quant::QuantModel& model, const recipe::Rec
     const nn::Node& node = g.nodes[i];
     if (plan.group_start[i] != static_cast<int>(i)) continue;  // fused into its group's head
     const auto end = static_cast<size_t>(plan.group_end[i]);
-    const int32_t in_t = tensor_at[static_cast<size_t>(node.inputs[0])];
-    QATC_CHECK_GE(in_t, 0);
-    const QTensor in_tensor = m.tensors[static_cast<size_t>(in_t)];
     IntLayer layer;
     layer.name = node.name;
-    layer.input = in_t;
+    for (int src : node.inputs) {
+      const int32_t t = tensor_at[static_cast<size_t>(src)];
+      QATC_CHECK_GE(t, 0);
+      layer.inputs.push_back(t);
+    }
+    const QTensor in_tensor = m.tensors[static_cast<size_t>(layer.inputs[0])];
+    const nn::Op last = g.nodes[end].op;
+    ActBounds bounds;  // the group's fused activation
+    if (last == nn::Op::relu) bounds.lo = 0;
+    if (last == nn::Op::relu6) bounds.lo = 0, bounds.hi = 6;
+    auto clamp_of = [&](const quant::QParams& q) {
+      kernels::Clamp cl = kernels::make_clamp(q.scale, q.zero_point, bounds.lo, bounds.hi);
+      return kernels::Clamp{std::max(cl.qmin, q.qmin), std::min(cl.qmax, q.qmax)};
+    };
+    // int32 bias, multipliers and clamp of a convolution whose weight scales are set.
+    auto finish_conv = [&](runtime::ConvLayer& cv, const std::vector<double>& bias, const quant::QParams& out_q) {
+      kernels::ChannelMultipliers cm = kernels::make_channel_multipliers(in_tensor.scale, cv.weight_scales, out_q.scale);
+      cv.multiplier = std::move(cm.multiplier);
+      cv.shift = std::move(cm.shift);
+      cv.bias.clear();
+      for (size_t c = 0; c < bias.size(); ++c) {
+        const double q = std::round(bias[c] / (in_tensor.scale * cv.weight_scales[c]));
+        cv.bias.push_back(static_cast<int32_t>(std::clamp(q, -2147483648.0, 2147483647.0)));
+      }
+      const kernels::Clamp cl = clamp_of(out_q);
+      cv.qmin = cl.qmin;
+      cv.qmax = cl.qmax;
+    };
+    auto same_grid_output = [&]() {
+      return new_tensor(i, {static_cast<float>(in_tensor.scale), in_tensor.zero_point, -128, 127}, in_tensor.bits);
+    };
     switch (node.op) {
       case nn::Op::conv2d:
+      case nn::Op::depthwise_conv2d:
       case nn::Op::dense: {
-        const bool dense = node.op == nn::Op::dense;
+        const bool dense = node.op == nn::Op::dense, dw = node.op == nn::Op::depthwise_conv2d;
         const auto wq = static_cast<size_t>(plan.weight_of[i]);
         const quant::WeightQuantizer& wqz = plan.weights[wq];
         const quant::FoldedWeights fw = model.folded_weights(wq);
-        const nn::ParamInfo& kp = g.param(node, 0);
-        const int64_t oc = kp.shape.back();
-        const int64_t rows = numel(kp.shape) / oc;
+        const int64_t oc = node.shape.back();
+        const int64_t rows = static_cast<int64_t>(fw.folded.size()) / oc;
         // Folded float bias: b*s + beta - mean*s (s = 1 without BatchNorm).
         std::vector<double> bias(static_cast<size_t>(oc), 0.0);
         const bool has_bias = dense ? std::get<nn::DenseAttrs>(node.attrs).use_bias
+                              : dw  ? std::get<nn::DepthwiseAttrs>(node.attrs).use_bias
                                     : std::get<nn::Conv2DAttrs>(node.attrs).use_bias;
         for (int64_t c = 0; c < oc; ++c) {
           const double s = fw.bn_scale.empty() ? 1.0 : fw.bn_scale[static_cast<size_t>(c)];
@@ -102,22 +130,23 @@ runtime::IntModel to_int_model(const quant::QuantModel& model, const recipe::Rec
           }
           bias[static_cast<size_t>(c)] = b;
         }
-        ActBounds bounds;
-        const nn::Op last = g.nodes[end].op;
-        if (last == nn::Op::relu) bounds.lo = 0;
-        if (last == nn::Op::relu6) bounds.lo = 0, bounds.hi = 6;
         const auto [out_q, out_bits] = act_q(end);
-        const int32_t out_t = new_tensor(end, out_q, out_bits);
-        layer.output = out_t;
-        int64_t kh = 1, kw = 1, sh = 1, sw = 1, pt = 0, pl = 0;
+        layer.output = new_tensor(end, out_q, out_bits);
+        int64_t kh = 1, kw = 1, sh = 1, sw = 1, pt = 0, pl = 0, mult = 1;
         if (!dense) {
-          const auto& a = std::get<nn::Conv2DAttrs>(node.attrs);
-          const Shape& ins = in_tensor.shape;
-          kh = a.kh, kw = a.kw, sh = a.stride_h, sw = a.stride_w;
-          pt = nn::pad_geom(ins[0], kh, sh, a.padding).pad_before;
-          pl = nn::pad_geom(ins[1], kw, sw, a.padding).pad_before;
+          nn::Padding pad = nn::Padding::valid;
+          if (dw) {
+            const auto& a = std::get<nn::DepthwiseAttrs>(node.attrs);
+            kh = a.kh, kw = a.kw, sh = a.stride_h, sw = a.stride_w, mult = a.multiplier, pad = a.padding;
+          } else {
+            const auto& a = std::get<nn::Conv2DAttrs>(node.attrs);
+            kh = a.kh, kw = a.kw, sh = a.stride_h, sw = a.stride_w, pad = a.padding;
+          }
+          pt = nn::pad_geom(in_tensor.shape[0], kh, sh, pad).pad_before;
+          pl = nn::pad_geom(in_tensor.shape[1], kw, sw, pad).pad_before;
         }
         if (plan.skipped[i]) {
+          QATC_CHECK(!dw);
           runtime::FloatLayer f;
           f.dense = dense, f.kh = kh, f.kw = kw, f.stride_h = sh, f.stride_w = sw, f.pad_top = pt, f.pad_left = pl;
           f.weights = fw.folded;
@@ -126,33 +155,92 @@ runtime::IntModel to_int_model(const quant::QuantModel& model, const recipe::Rec
                          : last == nn::Op::relu6 ? runtime::FloatActivation::relu6
                                                  : runtime::FloatActivation::none;
           layer.params = std::move(f);
-        } else {
-          runtime::ConvLayer cv;
-          cv.dense = dense, cv.kh = kh, cv.kw = kw, cv.stride_h = sh, cv.stride_w = sw, cv.pad_top = pt, cv.pad_left = pl;
-          cv.weight_bits = static_cast<int32_t>(wqz.spec.bits);
-          cv.weights.resize(static_cast<size_t>(rows * oc));
-          // Graph layouts: conv [kh, kw, ic, oc] = [rows, oc]; dense [in, out]. Kernels: [oc, rows].
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < oc; ++c) {
-              const quant::QParams& q = fw.qparams[wqz.per_channel ? static_cast<size_t>(c) : 0];
-              cv.weights[static_cast<size_t>(c * rows + r)] =
-                  static_cast<int8_t>(quant::quantize(fw.folded[static_cast<size_t>(r * oc + c)], q));
-            }
-          for (int64_t c = 0; c < oc; ++c)
-            cv.weight_scales.push_back(fw.qparams[wqz.per_channel ? static_cast<size_t>(c) : 0].scale);
-          kernels::ChannelMultipliers cm =
-              kernels::make_channel_multipliers(in_tensor.scale, cv.weight_scales, out_q.scale);
-          cv.multiplier = std::move(cm.multiplier);
-          cv.shift = std::move(cm.shift);
-          for (int64_t c = 0; c < oc; ++c) {
-            const double q = std::round(bias[static_cast<size_t>(c)] / (in_tensor.scale * cv.weight_scales[static_cast<size_t>(c)]));
-            cv.bias.push_back(static_cast<int32_t>(std::clamp(q, -2147483648.0, 2147483647.0)));
-          }
-          kernels::Clamp cl = kernels::make_clamp(out_q.scale, out_q.zero_point, bounds.lo, bounds.hi);
-          cv.qmin = std::max(cl.qmin, out_q.qmin);
-          cv.qmax = std::min(cl.qmax, out_q.qmax);
-          layer.params = std::move(cv);
+          break;
         }
+        runtime::ConvLayer cv;
+        cv.kind = dense ? runtime::ConvKind::dense : dw ? runtime::ConvKind::depthwise : runtime::ConvKind::conv;
+        cv.kh = kh, cv.kw = kw, cv.stride_h = sh, cv.stride_w = sw, cv.pad_top = pt, cv.pad_left = pl;
+        cv.depth_multiplier = mult;
+        cv.weight_bits = static_cast<int32_t>(wqz.spec.bits);
+        cv.weights.resize(static_cast<size_t>(rows * oc));
+        // Graph layouts: conv [kh, kw, ic, oc] = [rows, oc]; dense [in, out]; depthwise
+        // [kh, kw, ic, m] = [rows, oc]. Kernels: conv and dense [oc, rows]; depthwise [rows, oc].
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < oc; ++c) {
+            const quant::QParams& q = fw.qparams[wqz.per_channel ? static_cast<size_t>(c) : 0];
+            const auto k = static_cast<size_t>(dw ? r * oc + c : c * rows + r);
+            cv.weights[k] = static_cast<int8_t>(quant::quantize(fw.folded[static_cast<size_t>(r * oc + c)], q));
+          }
+        for (int64_t c = 0; c < oc; ++c)
+          cv.weight_scales.push_back(fw.qparams[wqz.per_channel ? static_cast<size_t>(c) : 0].scale);
+        finish_conv(cv, bias, out_q);
+        layer.params = std::move(cv);
+        break;
+      }
+      case nn::Op::batchnorm:
+      case nn::Op::relu:
+      case nn::Op::relu6: {
+        // A BatchNorm or activation after no convolution: y = s[c] * x + b[c] per channel, run
+        // as a 1x1 depthwise convolution whose weight is s[c] on a per-channel grid of its own
+        // (q = +-127, scale |s[c]| / 127: exact, so nothing the fake-quant model did not do).
+        const int64_t oc = node.shape.back();
+        if (node.shape.size() != 3)
+          fail("{}: layer '{}' ({}) on a flat tensor has no integer kernel; place it after a dense layer so it is "
+               "folded into it",
+               node.origin, node.name, nn::to_string(node.op));
+        std::vector<double> scale(static_cast<size_t>(oc), 1.0), bias(static_cast<size_t>(oc), 0.0);
+        if (node.op == nn::Op::batchnorm) {
+          const float eps = std::get<nn::BatchNormAttrs>(node.attrs).epsilon;
+          for (int64_t c = 0; c < oc; ++c) {
+            auto P = [&](size_t k) { return static_cast<double>(params[static_cast<size_t>(g.param(node, k).offset + c)]); };
+            const double sc = P(0) / std::sqrt(P(3) + static_cast<double>(eps));
+            scale[static_cast<size_t>(c)] = sc;
+            bias[static_cast<size_t>(c)] = P(1) - P(2) * sc;
+          }
+        }
+        const auto [out_q, out_bits] = act_q(end);
+        layer.output = new_tensor(end, out_q, out_bits);
+        runtime::ConvLayer cv;
+        cv.kind = runtime::ConvKind::depthwise;
+        for (double sc : scale) {
+          cv.weights.push_back(static_cast<int8_t>(sc > 0 ? 127 : sc < 0 ? -127 : 0));
+          cv.weight_scales.push_back(sc != 0 ? std::fabs(sc) / 127.0 : 1.0);
+        }
+        finish_conv(cv, bias, out_q);
+        layer.params = std::move(cv);
+        break;
+      }
+      case nn::Op::add: {
+        if (layer.inputs.size() != 2)
+          fail("{}: layer '{}' adds {} inputs; the integer add takes two, so chain two-input add layers", node.origin,
+               node.name, layer.inputs.size());
+        const QTensor& t2 = m.tensors[static_cast<size_t>(layer.inputs[1])];
+        const auto [out_q, out_bits] = act_q(end);
+        layer.output = new_tensor(end, out_q, out_bits);
+        const kernels::Clamp cl = clamp_of(out_q);
+        const kernels::AddParams ap = kernels::make_add_params(in_tensor.scale, in_tensor.zero_point, t2.scale,
+                                                               t2.zero_point, out_q.scale, out_q.zero_point, cl.qmin,
+                                                               cl.qmax, 1);
+        layer.params = runtime::AddLayer{ap.left_shift,      ap.input1_multiplier, ap.input1_shift,
+                                         ap.input2_multiplier, ap.input2_shift,    ap.output_multiplier,
+                                         ap.output_shift,      ap.qmin,            ap.qmax};
+        break;
+      }
+      case nn::Op::concat: {
+        const auto [out_q, out_bits] = act_q(i);
+        layer.output = new_tensor(i, out_q, out_bits);
+        std::vector<kernels::ConcatInputSpec> specs;
+        for (int32_t t : layer.inputs) {
+          const QTensor& ti = m.tensors[static_cast<size_t>(t)];
+          specs.push_back({ti.shape.back(), ti.scale, ti.zero_point});
+        }
+        layer.params = runtime::ConcatLayer{kernels::make_concat_params(1, specs, out_q.scale, out_q.zero_point).inputs};
+        break;
+      }
+      case nn::Op::pad: {
+        const auto& a = std::get<nn::PadAttrs>(node.attrs);
+        layer.output = same_grid_output();
+        layer.params = runtime::PadLayer{a.top, a.bottom, a.left, a.right};
         break;
       }
       case nn::Op::maxpool:
@@ -163,13 +251,13 @@ runtime::IntModel to_int_model(const quant::QuantModel& model, const recipe::Rec
         p.kh = a.kh, p.kw = a.kw, p.stride_h = a.stride_h, p.stride_w = a.stride_w;
         p.pad_top = nn::pad_geom(in_tensor.shape[0], a.kh, a.stride_h, a.padding).pad_before;
         p.pad_left = nn::pad_geom(in_tensor.shape[1], a.kw, a.stride_w, a.padding).pad_before;
-        layer.output = new_tensor(i, {static_cast<float>(in_tensor.scale), in_tensor.zero_point, -128, 127}, in_tensor.bits);
+        layer.output = same_grid_output();
         layer.params = p;
         break;
       }
       case nn::Op::flatten:
       case nn::Op::dropout:
-        layer.output = new_tensor(i, {static_cast<float>(in_tensor.scale), in_tensor.zero_point, -128, 127}, in_tensor.bits);
+        layer.output = same_grid_output();
         layer.params = runtime::ReshapeLayer{};
         break;
       case nn::Op::global_avgpool: {
@@ -181,10 +269,8 @@ runtime::IntModel to_int_model(const quant::QuantModel& model, const recipe::Rec
         layer.params = runtime::GlobalPoolLayer{gp.left_shift, gp.multiplier, gp.shift};
         break;
       }
-      default:
-        fail("{}: layer '{}' ({}) has no integer kernel on its own; place it directly after a conv2d (batchnorm, "
-             "relu, relu6) or a dense (relu, relu6) so it is folded into that layer",
-             node.origin, node.name, nn::to_string(node.op));
+      case nn::Op::input:
+        QATC_CHECK(false);
     }
     m.layers.push_back(std::move(layer));
   }

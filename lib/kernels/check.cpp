@@ -173,6 +173,16 @@ void check(const Pool2DParams& p, const int8_t* out, const int8_t* in) {
     bad(fmt::format("pool2d: window {}x{} can overflow the int32 sum", p.kh, p.kw));
 }
 
+void check(const PadParams& p, const int8_t* out, const int8_t* in) {
+  QATC_CHECK(out != nullptr);
+  QATC_CHECK(in != nullptr);
+  check_dims({p.n, p.h, p.w, p.c, p.oh, p.ow}, "pad");
+  check_int8(p.zero_point, "zero_point");
+  if (p.oh != p.h + p.top + p.bottom || p.ow != p.w + p.left + p.right)
+    bad(fmt::format("pad: {}x{} padded by ({}, {}, {}, {}) is not {}x{}", p.h, p.w, p.top, p.bottom, p.left, p.right,
+                    p.oh, p.ow));
+}
+
 void check(const GlobalAvgPoolParams& p, const int8_t* out, const int8_t* in) {
   QATC_CHECK(out != nullptr);
   QATC_CHECK(in != nullptr);

@@ -16,6 +16,7 @@ void check(const DenseParams& p, const int8_t* out, const int8_t* in);
 void check(const AddParams& p, const int8_t* out, const int8_t* a, const int8_t* b);
 void check(const ConcatParams& p, const int8_t* out, const int8_t* const* inputs);
 void check(const Pool2DParams& p, const int8_t* out, const int8_t* in);
+void check(const PadParams& p, const int8_t* out, const int8_t* in);
 void check(const GlobalAvgPoolParams& p, const int8_t* out, const int8_t* in);
 void check(const QuantizeParams& p, const int8_t* out, const uint8_t* in, int64_t n);
 

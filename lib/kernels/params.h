@@ -124,6 +124,14 @@ struct Pool2DParams {
   int32_t qmin, qmax;
 };
 
+// Spatial padding of [n, h, w, c] into [n, oh, ow, c] with oh = h + top + bottom and
+// ow = w + left + right: out[b, y, x, ch] = in[b, y - top, x - left, ch] inside the input,
+// else zero_point (real 0). Negative amounts crop. Same scale and zero point in and out.
+struct PadParams {
+  int64_t n, h, w, c, top, bottom, left, right, oh, ow;
+  int32_t zero_point;
+};
+
 // Mean over the hw positions of [n, hw, c] into [n, c]:
 //   sum = sum_hw (q - input_zero_point)
 //   out = clamp(output_zero_point + mbqm(sum * 2^left_shift, multiplier, shift), qmin, qmax)

@@ -10,7 +10,9 @@
 #include "nn/batchnorm.h"
 #include "nn/conv2d.h"
 #include "nn/dense.h"
+#include "nn/depthwise.h"
 #include "nn/dropout.h"
+#include "nn/merge.h"
 #include "nn/pool.h"
 
 namespace qatc::nn {
@@ -31,6 +33,25 @@ Pool2DGeom pool_geom(const Graph& g, const Node& n, int64_t batch) {
   const Shape& in = g.nodes[static_cast<size_t>(n.inputs[0])].shape;
   const auto& a = std::get<PoolAttrs>(n.attrs);
   return pool2d_geom(batch, in[0], in[1], in[2], a.kh, a.kw, a.stride_h, a.stride_w, a.padding);
+}
+
+DepthwiseGeom dw_geom(const Graph& g, const Node& n, int64_t batch) {
+  const Shape& in = g.nodes[static_cast<size_t>(n.inputs[0])].shape;
+  const auto& a = std::get<DepthwiseAttrs>(n.attrs);
+  return depthwise_geom(batch, in[0], in[1], in[2], a.kh, a.kw, a.multiplier, a.stride_h, a.stride_w, a.padding);
+}
+
+PadGeom2D pad_geom_of(const Graph& g, const Node& n, int64_t batch) {
+  const Shape& in = g.nodes[static_cast<size_t>(n.inputs[0])].shape;
+  const auto& a = std::get<PadAttrs>(n.attrs);
+  return pad_geom2d(batch, in[0], in[1], in[2], a.top, a.bottom, a.left, a.right);
+}
+
+// Channels of each input of a concat node.
+std::vector<int64_t> concat_channels(const Graph& g, const Node& n) {
+  std::vector<int64_t> ch;
+  for (int k : n.inputs) ch.push_back(g.nodes[static_cast<size_t>(k)].shape.back());
+  return ch;
 }
 
 }  // namespace
@@ -117,6 +138,26 @@ const float* FloatEngine::forward(const float* input, int64_t n, Mode mode, floa
         dense_forward(out, in, weights_[i], a.use_bias ? P(1) : nullptr, n, in_f, node.shape[0]);
         break;
       }
+      case Op::depthwise_conv2d: {
+        const auto& a = std::get<DepthwiseAttrs>(node.attrs);
+        weights_[i] = hooks_->weights(i, P(0), mode);
+        depthwise_forward(out, in, weights_[i], a.use_bias ? P(1) : nullptr, dw_geom(g_, node, n));
+        break;
+      }
+      case Op::pad: pad_forward(out, in, pad_geom_of(g_, node, n)); break;
+      case Op::add:
+      case Op::concat: {
+        std::vector<const float*> ins;
+        for (int k : node.inputs) ins.push_back(out_[static_cast<size_t>(k)]);
+        const auto count_in = static_cast<int64_t>(ins.size());
+        if (node.op == Op::add) {
+          add_forward(out, ins.data(), count_in, count);
+        } else {
+          const auto ch = concat_channels(g_, node);
+          concat_forward(out, ins.data(), ch.data(), count_in, count / node.shape.back());
+        }
+        break;
+      }
       case Op::relu: relu_forward(out, in, count); break;
       case Op::relu6: relu6_forward(out, in, count); break;
       case Op::maxpool: maxpool2d_forward(out, argmax_[i].data(), in, pool_geom(g_, node, n)); break;
@@ -191,6 +232,26 @@ void FloatEngine::backward(const float* dlogits, const float* params, float* gra
         dense_backward(din, G(0), a.use_bias ? G(1) : nullptr, dout, in, weights_[i], n, numel(g_.nodes[src].shape),
                        node.shape[0]);
         hooks_->weights_backward(i, G(0), numel(g_.param(node, 0).shape));
+        break;
+      }
+      case Op::depthwise_conv2d: {
+        const auto& a = std::get<DepthwiseAttrs>(node.attrs);
+        depthwise_backward(din, G(0), a.use_bias ? G(1) : nullptr, dout, in, weights_[i], dw_geom(g_, node, n));
+        hooks_->weights_backward(i, G(0), numel(g_.param(node, 0).shape));
+        break;
+      }
+      case Op::pad: pad_backward(din, dout, pad_geom_of(g_, node, n)); break;
+      case Op::add:
+      case Op::concat: {
+        std::vector<float*> dins;
+        for (int k : node.inputs) dins.push_back(grad_[static_cast<size_t>(k)]);
+        const auto count_in = static_cast<int64_t>(dins.size());
+        if (node.op == Op::add) {
+          add_backward(dins.data(), count_in, dout, count);
+        } else {
+          const auto ch = concat_channels(g_, node);
+          concat_backward(dins.data(), ch.data(), count_in, dout, count / node.shape.back());
+        }
         break;
       }
       case Op::relu:

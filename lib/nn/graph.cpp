@@ -2,7 +2,10 @@
 #include "nn/graph.h"
 
 #include <cmath>
+#include <algorithm>
 #include <map>
+
+#include <fmt/format.h>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -73,6 +76,10 @@ const char* to_string(Op op) {
     case Op::batchnorm: return "batchnorm";
     case Op::flatten: return "flatten";
     case Op::dropout: return "dropout";
+    case Op::depthwise_conv2d: return "depthwise_conv2d";
+    case Op::pad: return "pad";
+    case Op::add: return "add";
+    case Op::concat: return "concat";
   }
   return "?";
 }
@@ -114,10 +121,13 @@ Graph build_graph(const recipe::ModelSpec& spec) {
       n.inputs.push_back(prev);
     } else {
       for (const auto& in : l.inputs) n.inputs.push_back(b.lookup(in, l.origin.where, l.name));
-      if (n.inputs.size() != 1)
+      const bool merge = l.type == recipe::LayerType::add || l.type == recipe::LayerType::concat;
+      if (!merge && n.inputs.size() != 1)
         layer_error(l, "takes exactly one input, got " + std::to_string(n.inputs.size()));
     }
     const Shape in = g.nodes[static_cast<size_t>(n.inputs[0])].shape;
+    auto input_shape = [&](size_t k) { return g.nodes[static_cast<size_t>(n.inputs[k])].shape; };
+    auto input_name = [&](size_t k) { return g.nodes[static_cast<size_t>(n.inputs[k])].name; };
     recipe::Activation act = recipe::Activation::none;
     try {
       switch (l.type) {
@@ -185,6 +195,74 @@ Graph build_graph(const recipe::ModelSpec& spec) {
           n.op = Op::flatten;
           n.shape = {numel(in)};
           break;
+        case recipe::LayerType::depthwise_conv2d:
+        case recipe::LayerType::separable_conv2d: {
+          const auto& s = std::get<recipe::DepthwiseSpec>(l.attrs);
+          require_image(l, in);
+          const bool separable = l.type == recipe::LayerType::separable_conv2d;
+          DepthwiseAttrs a{s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.depth_multiplier, to_padding(s.padding),
+                           s.use_bias && !separable};
+          PadGeom ph = pad_geom(in[0], a.kh, a.stride_h, a.padding);
+          PadGeom pw = pad_geom(in[1], a.kw, a.stride_w, a.padding);
+          const int64_t oc = in[2] * a.multiplier;
+          Node& d = n;
+          d.op = Op::depthwise_conv2d;
+          d.shape = {ph.out, pw.out, oc};
+          d.attrs = a;
+          if (separable) d.name = l.name + "/depthwise";
+          // Keras' fans of a kernel [kh, kw, c, m]: fan_in = kh*kw*c, fan_out = kh*kw*m.
+          b.add_param(d, "kernel", {a.kh, a.kw, in[2], a.multiplier}, true,
+                      s.kernel_initializer, a.kh * a.kw * in[2], a.kh * a.kw * a.multiplier);
+          if (a.use_bias) b.add_param(d, "bias", {oc}, true, s.bias_initializer);
+          act = s.activation;
+          if (separable) {
+            // The pointwise half: a 1x1 conv2d named as the layer, reading the depthwise output.
+            const int dw = b.add_node(std::move(d));
+            Node pw_node;
+            pw_node.name = l.name;
+            pw_node.origin = l.origin.where;
+            pw_node.inputs = {dw};
+            pw_node.op = Op::conv2d;
+            pw_node.shape = {ph.out, pw.out, s.filters};
+            pw_node.attrs = Conv2DAttrs{1, 1, 1, 1, Padding::valid, s.use_bias};
+            b.add_param(pw_node, "kernel", {1, 1, oc, s.filters}, true, s.kernel_initializer, oc, s.filters);
+            if (s.use_bias) b.add_param(pw_node, "bias", {s.filters}, true, s.bias_initializer);
+            n = std::move(pw_node);
+          }
+          break;
+        }
+        case recipe::LayerType::zero_padding2d:
+        case recipe::LayerType::cropping2d: {
+          const auto& s = std::get<recipe::PadSpec>(l.attrs);
+          require_image(l, in);
+          const int64_t sign = l.type == recipe::LayerType::cropping2d ? -1 : 1;
+          PadAttrs a{sign * s.top, sign * s.bottom, sign * s.left, sign * s.right};
+          const int64_t oh = in[0] + a.top + a.bottom, ow = in[1] + a.left + a.right;
+          if (oh < 1 || ow < 1)
+            layer_error(l, "crops " + qatc::to_string(in) + " to nothing; crop less");
+          n.op = Op::pad;
+          n.shape = {oh, ow, in[2]};
+          n.attrs = a;
+          break;
+        }
+        case recipe::LayerType::add:
+        case recipe::LayerType::concat: {
+          const bool add = l.type == recipe::LayerType::add;
+          n.op = add ? Op::add : Op::concat;
+          Shape out = in;
+          for (size_t k = 1; k < n.inputs.size(); ++k) {
+            const Shape s = input_shape(k);
+            const bool same_outer = s.size() == in.size() && std::equal(s.begin(), s.end() - 1, in.begin());
+            if (add ? s != in : !same_outer)
+              layer_error(l, fmt::format("input '{}' has shape {} but input '{}' has {}; {}", input_name(k),
+                                         qatc::to_string(s), input_name(0), qatc::to_string(in),
+                                         add ? "add needs equal shapes" : "concat needs equal shapes but for the channels"));
+            if (!add) out.back() += s.back();
+          }
+          n.shape = out;
+          if (add) act = std::get<recipe::MergeSpec>(l.attrs).activation;
+          break;
+        }
         case recipe::LayerType::dropout:
           n.op = Op::dropout;
           n.shape = in;
@@ -260,16 +338,18 @@ void init_params(const Graph& g, float* values, uint64_t seed) {
   }
 }
 
+int64_t node_macs(const Graph& g, const Node& n) {
+  switch (n.op) {
+    case Op::conv2d: return n.shape[0] * n.shape[1] * numel(g.param(n, 0).shape);
+    case Op::depthwise_conv2d: return numel(n.shape) * g.param(n, 0).shape[0] * g.param(n, 0).shape[1];
+    case Op::dense: return numel(g.param(n, 0).shape);
+    default: return 0;
+  }
+}
+
 int64_t macs_per_example(const Graph& g) {
   int64_t macs = 0;
-  for (const auto& n : g.nodes) {
-    if (n.op == Op::conv2d) {
-      const Shape& k = g.param(n, 0).shape;
-      macs += n.shape[0] * n.shape[1] * k[0] * k[1] * k[2] * k[3];
-    } else if (n.op == Op::dense) {
-      macs += numel(g.param(n, 0).shape);
-    }
-  }
+  for (const auto& n : g.nodes) macs += node_macs(g, n);
   return macs;
 }
 

@@ -13,13 +13,26 @@
 
 namespace qatc::nn {
 
-enum class Op { input, conv2d, dense, relu, relu6, maxpool, avgpool, global_avgpool, batchnorm, flatten, dropout };
+enum class Op {
+  input, conv2d, dense, relu, relu6, maxpool, avgpool, global_avgpool, batchnorm, flatten, dropout,
+  depthwise_conv2d, pad, add, concat
+};
 const char* to_string(Op op);
 
 struct Conv2DAttrs {
   int64_t kh, kw, stride_h, stride_w;
   Padding padding;
   bool use_bias;
+};
+// Output channel oc = ic * multiplier + j reads input channel ic only (Keras, TFLite).
+struct DepthwiseAttrs {
+  int64_t kh, kw, stride_h, stride_w, multiplier;
+  Padding padding;
+  bool use_bias;
+};
+// Spatial zero padding; a negative amount crops (cropping2d).
+struct PadAttrs {
+  int64_t top, bottom, left, right;
 };
 struct DenseAttrs {
   bool use_bias;
@@ -34,7 +47,8 @@ struct BatchNormAttrs {
 struct DropoutAttrs {
   float rate;
 };
-using Attrs = std::variant<std::monostate, Conv2DAttrs, DenseAttrs, PoolAttrs, BatchNormAttrs, DropoutAttrs>;
+using Attrs = std::variant<std::monostate, Conv2DAttrs, DenseAttrs, PoolAttrs, BatchNormAttrs, DropoutAttrs,
+                           DepthwiseAttrs, PadAttrs>;
 
 // One parameter tensor in the flat parameter buffer.
 struct ParamInfo {
@@ -49,7 +63,7 @@ struct ParamInfo {
 struct Node {
   std::string name;
   Op op = Op::input;
-  std::vector<int> inputs;  // indices of earlier nodes
+  std::vector<int> inputs;  // indices of earlier nodes (add and concat: two or more)
   Shape shape;              // output shape of one example: [h, w, c] or [features]
   Attrs attrs;
   std::vector<int> params;  // indices into Graph::params; order fixed per op (see graph.cpp)
@@ -78,7 +92,9 @@ Graph build_graph(const recipe::ModelSpec& spec);
 // BatchNorm gamma 1, beta 0, moving mean 0, moving variance 1), reproducible from `seed`.
 void init_params(const Graph& g, float* values, uint64_t seed);
 
-// Multiply-accumulates of one forward pass for one example (conv and dense only).
+// Multiply-accumulates of one forward pass for one example (conv, depthwise and dense), of one
+// node and of the whole graph.
+int64_t node_macs(const Graph& g, const Node& n);
 int64_t macs_per_example(const Graph& g);
 
 }  // namespace qatc::nn

@@ -23,12 +23,6 @@ int64_t node_params(const nn::Graph& g, const nn::Node& n) {
   return p;
 }
 
-int64_t node_macs(const nn::Graph& g, const nn::Node& n) {
-  if (n.op == nn::Op::conv2d) return n.shape[0] * n.shape[1] * numel(g.param(n, 0).shape);
-  if (n.op == nn::Op::dense) return numel(g.param(n, 0).shape);
-  return 0;
-}
-
 nlohmann::json inspect_graph(const nn::Graph& g, const quant::QuantModel* q) {
   nlohmann::json layers = nlohmann::json::array();
   int64_t params = 0, macs = 0;
@@ -38,7 +32,7 @@ nlohmann::json inspect_graph(const nn::Graph& g, const quant::QuantModel* q) {
                         {"op", nn::to_string(n.op)},
                         {"output", shape_json(n.shape)},
                         {"params", node_params(g, n)},
-                        {"macs", node_macs(g, n)}};
+                        {"macs", nn::node_macs(g, n)}};
     if (!n.inputs.empty()) {
       std::vector<std::string> ins;
       for (int k : n.inputs) ins.push_back(g.nodes[static_cast<size_t>(k)].name);
@@ -71,7 +65,7 @@ nlohmann::json inspect_graph(const nn::Graph& g, const quant::QuantModel* q) {
       }
     }
     params += node_params(g, n);
-    macs += node_macs(g, n);
+    macs += nn::node_macs(g, n);
     layers.push_back(l);
   }
   return {{"params", params}, {"macs", macs}, {"layers", layers}};
@@ -88,7 +82,7 @@ nlohmann::json inspect_int(const runtime::IntModel& m) {
                     {"params", 0},
                     {"macs", 0}});
   for (const auto& l : m.layers) {
-    const auto& ti = m.tensors[static_cast<size_t>(l.input)];
+    const auto& ti = m.tensors[static_cast<size_t>(l.input())];
     const auto& to = m.tensors[static_cast<size_t>(l.output)];
     nlohmann::json j = {{"name", l.name},
                         {"op", runtime::layer_kind(l)},
@@ -98,7 +92,8 @@ nlohmann::json inspect_int(const runtime::IntModel& m) {
     int64_t p = 0, mac = 0;
     if (const auto* c = std::get_if<runtime::ConvLayer>(&l.params)) {
       p = static_cast<int64_t>(c->weights.size() + c->bias.size());
-      mac = static_cast<int64_t>(c->weights.size()) * (c->dense ? 1 : to.shape[0] * to.shape[1]);
+      // conv and depthwise: every weight is used once per output position.
+      mac = static_cast<int64_t>(c->weights.size()) * (c->kind == runtime::ConvKind::dense ? 1 : to.shape[0] * to.shape[1]);
       const auto [lo, hi] = std::minmax_element(c->weight_scales.begin(), c->weight_scales.end());
       j["weights"] = {{"bits", c->weight_bits}, {"scale_min", *lo}, {"scale_max", *hi}, {"zero_point", 0},
                       {"per_channel", *lo != *hi}};

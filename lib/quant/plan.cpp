@@ -34,16 +34,24 @@ QuantPlan make_plan(const nn::Graph& g, const recipe::QuantSpec& spec) {
   for (size_t i = 0; i < nn_; ++i) p.group_end[i] = p.group_start[i] = static_cast<int>(i);
   const auto cons = consumers_of(g);
 
-  // Fused groups: conv2d/dense, then a BatchNorm (conv only), then ReLU/ReLU6, each the single
-  // consumer of the one before.
+  // Fused groups: conv2d/depthwise_conv2d/dense, then a BatchNorm (convolutions only), then
+  // ReLU/ReLU6; or an add, then ReLU/ReLU6. Each member is the single consumer of the one
+  // before, and the members are consecutive nodes.
   for (size_t i = 0; i < nn_; ++i) {
     const nn::Op op = g.nodes[i].op;
-    if (op != nn::Op::conv2d && op != nn::Op::dense) continue;
+    const bool conv = op == nn::Op::conv2d || op == nn::Op::depthwise_conv2d;
+    // A BatchNorm not folded into a convolution (ResNet v2's pre-activation) is a per-channel
+    // affine map of its own; the integer model runs it as a 1x1 depthwise convolution.
+    const bool lone_bn = op == nn::Op::batchnorm && p.group_start[i] == static_cast<int>(i);
+    if (!conv && op != nn::Op::dense && op != nn::Op::add && !lone_bn) continue;
     int end = static_cast<int>(i);
-    auto next = [&](int n) { return cons[static_cast<size_t>(n)].size() == 1 ? cons[static_cast<size_t>(n)][0] : -1; };
+    auto next = [&](int n) {
+      const auto& c = cons[static_cast<size_t>(n)];
+      return c.size() == 1 && c[0] == n + 1 ? c[0] : -1;
+    };
     int bn = -1;
     int nx = next(end);
-    if (op == nn::Op::conv2d && nx >= 0 && g.nodes[static_cast<size_t>(nx)].op == nn::Op::batchnorm) {
+    if (conv && nx >= 0 && g.nodes[static_cast<size_t>(nx)].op == nn::Op::batchnorm) {
       bn = nx;
       end = nx;
       nx = next(end);
@@ -53,6 +61,7 @@ QuantPlan make_plan(const nn::Graph& g, const recipe::QuantSpec& spec) {
       p.group_end[static_cast<size_t>(k)] = end;
       p.group_start[static_cast<size_t>(k)] = static_cast<int>(i);
     }
+    if (op == nn::Op::add || lone_bn) continue;
     WeightQuantizer w;
     w.node = static_cast<int>(i);
     w.bn_node = bn;
@@ -96,7 +105,7 @@ QuantPlan make_plan(const nn::Graph& g, const recipe::QuantSpec& spec) {
   for (auto& w : p.weights) {
     const auto& ws = wspec[static_cast<size_t>(w.node)];
     w.spec = ws;
-    const bool conv = g.nodes[static_cast<size_t>(w.node)].op == nn::Op::conv2d;
+    const bool conv = g.nodes[static_cast<size_t>(w.node)].op != nn::Op::dense;
     w.per_channel = ws.granularity ? *ws.granularity == recipe::Granularity::per_channel : conv;
     w.range = qrange(static_cast<int>(ws.bits), ws.symmetric, ws.narrow_range);
   }
@@ -118,7 +127,8 @@ QuantPlan make_plan(const nn::Graph& g, const recipe::QuantSpec& spec) {
       case nn::Op::maxpool:
       case nn::Op::flatten:
       case nn::Op::dropout:
-        break;  // same values, same grid
+      case nn::Op::pad:
+        break;  // same values (padding adds exact zeros), same grid
       case nn::Op::avgpool:
         // The int8 average pool keeps its input's scale and zero point (as TFLite requires);
         // its output is rounded back onto that grid.
@@ -135,7 +145,8 @@ int governing_act(const nn::Graph& g, const QuantPlan& p, int node) {
   for (;;) {
     if (p.act_of[static_cast<size_t>(node)] >= 0) return p.act_of[static_cast<size_t>(node)];
     const nn::Node& n = g.nodes[static_cast<size_t>(node)];
-    if (n.op != nn::Op::maxpool && n.op != nn::Op::flatten && n.op != nn::Op::dropout) return -1;
+    if (n.op != nn::Op::maxpool && n.op != nn::Op::flatten && n.op != nn::Op::dropout && n.op != nn::Op::pad)
+      return -1;
     node = n.inputs[0];
   }
 }

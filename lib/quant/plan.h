@@ -1,8 +1,9 @@
-// The quantization plan of a graph: which nodes carry a weight quantizer (conv2d, dense; with
-// the BatchNorm folded into them), where activations are fake-quantized (the model input, the
-// end of every conv/dense[+bn][+relu] group, global average pools, standalone activations),
-// which nodes pass scale and zero point through (maxpool, flatten, dropout; avgpool reuses its
-// input's quantizer), and which layers stay in float (quant.overrides skip).
+// The quantization plan of a graph: which nodes carry a weight quantizer (conv2d, depthwise,
+// dense; with the BatchNorm folded into them), where activations are fake-quantized (the model
+// input, the end of every conv/depthwise/dense[+bn][+relu] and add[+relu] group, concat,
+// global average pools, standalone activations), which nodes pass scale and zero point through
+// (maxpool, flatten, dropout, pad; avgpool reuses its input's quantizer), and which layers stay
+// in float (quant.overrides skip).
 #pragma once
 
 #include <string>

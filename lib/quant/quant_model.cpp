@@ -63,7 +63,7 @@ void QuantModel::fold_into(size_t wq, FoldedWeights& f) const {
   const WeightQuantizer& q = plan_.weights[wq];
   const nn::Node& node = g_.nodes[static_cast<size_t>(q.node)];
   const nn::ParamInfo& kp = g_.param(node, 0);
-  const int64_t channels = kp.shape.back();
+  const int64_t channels = node.shape.back();  // output channels: conv, dense, depthwise (c * multiplier)
   const int64_t rows = numel(kp.shape) / channels;
   const float* w = params_.data() + kp.offset;
   f.folded.assign(w, w + rows * channels);
@@ -94,7 +94,7 @@ void QuantModel::compute_weights(size_t wq, const float* /*w*/) {
   const WeightQuantizer& q = plan_.weights[wq];
   FoldedWeights& f = fold_[wq];  // reused: its buffers keep their capacity from step to step
   fold_into(wq, f);
-  const int64_t channels = g_.param(g_.nodes[static_cast<size_t>(q.node)], 0).shape.back();
+  const int64_t channels = g_.nodes[static_cast<size_t>(q.node)].shape.back();
   const int64_t total = static_cast<int64_t>(f.folded.size());
   float* out = w_eff_[wq].data();
   uint8_t* mask = w_mask_[wq].data();

@@ -4,11 +4,13 @@
 #include <spdlog/spdlog.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <functional>
 #include <limits>
 #include <set>
 
 #include "core/file.h"
+#include "models/presets.h"
 #include "recipe/yaml_reader.h"
 
 namespace qatc::recipe {
@@ -29,7 +31,10 @@ const std::vector<std::pair<std::string, LayerType>> kLayerTypes = {
     {"relu", LayerType::relu},       {"relu6", LayerType::relu6},
     {"maxpool", LayerType::maxpool}, {"avgpool", LayerType::avgpool},
     {"global_avgpool", LayerType::global_avgpool}, {"batchnorm", LayerType::batchnorm},
-    {"flatten", LayerType::flatten}, {"dropout", LayerType::dropout}};
+    {"flatten", LayerType::flatten}, {"dropout", LayerType::dropout},
+    {"depthwise_conv2d", LayerType::depthwise_conv2d}, {"separable_conv2d", LayerType::separable_conv2d},
+    {"zero_padding2d", LayerType::zero_padding2d}, {"cropping2d", LayerType::cropping2d},
+    {"add", LayerType::add}, {"concat", LayerType::concat}};
 const std::vector<std::pair<std::string, Stage>> kStages = {
     {"train", Stage::train}, {"ptq", Stage::ptq},   {"qat", Stage::qat},
     {"convert", Stage::convert}, {"eval", Stage::eval}, {"report", Stage::report}};
@@ -96,6 +101,49 @@ Pool2DSpec read_pool(MapReader& r) {
   return s;
 }
 
+DepthwiseSpec read_depthwise(MapReader& r, bool separable) {
+  DepthwiseSpec s;
+  if (separable) {
+    r.require("filters");
+    r.read("filters", s.filters);
+    r.check_range("filters", static_cast<double>(s.filters), 1, 1 << 16);
+  }
+  r.require("kernel");
+  read_positive_pair(r, "kernel", s.kernel_h, s.kernel_w);
+  read_positive_pair(r, "strides", s.stride_h, s.stride_w);
+  r.read("depth_multiplier", s.depth_multiplier);
+  r.check_range("depth_multiplier", static_cast<double>(s.depth_multiplier), 1, 64);
+  r.read_enum("padding", s.padding, kPaddings);
+  r.read("use_bias", s.use_bias);
+  r.read_enum("activation", s.activation, kActivations);
+  r.read_enum("kernel_initializer", s.kernel_initializer, kInitializers);
+  r.read_enum("bias_initializer", s.bias_initializer, kInitializers);
+  return s;
+}
+
+// padding / cropping: an int p (all sides), [ph, pw] (top = bottom = ph, left = right = pw)
+// or [top, bottom, left, right]; Keras' ((top, bottom), (left, right)) written flat.
+PadSpec read_pad(MapReader& r, const std::string& key) {
+  PadSpec s;
+  r.require(key);
+  std::vector<int64_t> v;
+  if (r.node(key).IsScalar()) {
+    int64_t p = 0;
+    r.read(key, p);
+    v = {p};
+  } else {
+    r.read_int_list(key, v);
+  }
+  if (v.size() == 1) v = {v[0], v[0], v[0], v[0]};
+  else if (v.size() == 2) v = {v[0], v[0], v[1], v[1]};
+  else if (v.size() != 4)
+    r.error(key, "'" + key + "' must be an int, [height, width] or [top, bottom, left, right]");
+  for (int64_t x : v)
+    if (x < 0 || x > 4096) r.error(key, "'" + key + "' amounts must be in [0, 4096]");
+  s = {v[0], v[1], v[2], v[3]};
+  return s;
+}
+
 LayerSpec read_layer(const YAML::Node& node, size_t index, ReadContext& ctx) {
   std::string path = "model.layers." + std::to_string(index);
   MapReader r(node, path, ctx);
@@ -142,6 +190,24 @@ LayerSpec read_layer(const YAML::Node& node, size_t index, ReadContext& ctx) {
       l.attrs = s;
       break;
     }
+    case LayerType::depthwise_conv2d:
+    case LayerType::separable_conv2d: l.attrs = read_depthwise(r, l.type == LayerType::separable_conv2d); break;
+    case LayerType::zero_padding2d: l.attrs = read_pad(r, "padding"); break;
+    case LayerType::cropping2d: l.attrs = read_pad(r, "cropping"); break;
+    case LayerType::add:
+    case LayerType::concat: {
+      MergeSpec s;
+      if (l.type == LayerType::add) r.read_enum("activation", s.activation, kActivations);
+      else {
+        int64_t axis = -1;
+        r.read("axis", axis);
+        if (axis != -1 && axis != 3)
+          r.error("axis", "concat joins along the channel axis only: 'axis' must be -1 (or 3 for images)");
+      }
+      if (l.inputs.size() < 2) r.error_here(std::string("a ") + name_of(kLayerTypes, l.type) + " layer needs 'inputs' naming at least two layers");
+      l.attrs = s;
+      break;
+    }
     default: l.attrs = NoAttrs{};
   }
   if (l.name.empty()) l.name = std::string(name_of(kLayerTypes, l.type)) + "_" + std::to_string(index);
@@ -156,6 +222,29 @@ ModelSpec read_model(MapReader& r) {
   if (m.input.size() != 3) r.error("input", "'model.input' must be [height, width, channels]");
   for (int64_t d : m.input)
     if (d < 1 || d > 65536) r.error("input", "'model.input' dimensions must be in [1, 65536]");
+  if (r.has("preset")) {
+    m.preset.origin.where = where_of(r.context(), r.node("preset"), r.key_path("preset"));
+    r.read("preset", m.preset.name);
+    const auto known = models::preset_names();
+    if (std::find(known.begin(), known.end(), m.preset.name) == known.end()) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      r.error("preset", "unknown preset '" + m.preset.name + "'; expected one of: " + list);
+    }
+    r.read("alpha", m.preset.alpha);
+    r.check_range("alpha", m.preset.alpha, 0.01, 16);
+    r.read("classes", m.preset.classes);
+    r.check_range("classes", static_cast<double>(m.preset.classes), 2, 1 << 20);
+    r.read("dropout", m.preset.dropout);
+    r.check_range("dropout", m.preset.dropout, 0, 0.99);
+    r.read_int_list("blocks", m.preset.blocks);
+    for (int64_t b : m.preset.blocks)
+      if (b < 1 || b > 64) r.error("blocks", "'model.blocks' entries must be in [1, 64]");
+    if (r.has("layers")) r.error("layers", "give either 'preset' or 'layers', not both");
+    r.finish();
+    m.layers = models::preset_layers(m.preset, m.input);
+    return m;
+  }
   r.require("layers");
   YAML::Node layers = r.node("layers");
   if (!layers.IsSequence() || layers.size() == 0) r.error("layers", "'model.layers' must be a non-empty list of layers");

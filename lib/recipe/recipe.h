@@ -48,21 +48,60 @@ struct BatchNormSpec {
 struct DropoutSpec {
   double rate = 0.5;
 };
+// depthwise_conv2d, and separable_conv2d (a depthwise followed by a 1x1 conv2d of `filters`).
+struct DepthwiseSpec {
+  int64_t filters = 0;  // separable_conv2d only: the pointwise convolution's output channels
+  int64_t kernel_h = 0, kernel_w = 0;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t depth_multiplier = 1;
+  PaddingKind padding = PaddingKind::valid;
+  bool use_bias = true;
+  Activation activation = Activation::none;
+  Initializer kernel_initializer = Initializer::glorot_uniform;  // depthwise and pointwise kernels
+  Initializer bias_initializer = Initializer::zeros;
+};
+// zero_padding2d (amounts >= 0) and cropping2d (amounts >= 0, removed): one spatial pad op.
+struct PadSpec {
+  int64_t top = 0, bottom = 0, left = 0, right = 0;
+};
+// add (elementwise sum of >= 2 inputs of one shape) and concat (along the last axis).
+struct MergeSpec {
+  Activation activation = Activation::none;  // add only
+};
 struct NoAttrs {};
 
-enum class LayerType { conv2d, dense, relu, relu6, maxpool, avgpool, global_avgpool, batchnorm, flatten, dropout };
+enum class LayerType {
+  conv2d, dense, relu, relu6, maxpool, avgpool, global_avgpool, batchnorm, flatten, dropout,
+  depthwise_conv2d, separable_conv2d, zero_padding2d, cropping2d, add, concat
+};
 
 struct LayerSpec {
   LayerType type;
   std::string name;                 // unique; generated as <type>_<index> when not given
   std::vector<std::string> inputs;  // empty: the previous layer (or the model input)
-  std::variant<NoAttrs, Conv2DSpec, DenseSpec, Pool2DSpec, BatchNormSpec, DropoutSpec> attrs;
+  std::variant<NoAttrs, Conv2DSpec, DenseSpec, Pool2DSpec, BatchNormSpec, DropoutSpec, DepthwiseSpec, PadSpec,
+               MergeSpec>
+      attrs;
+  Origin origin;
+};
+
+// A named architecture (lib/models) instead of a layer list:
+//   model: {preset: mobilenet_v2, alpha: 1.0, input: [224, 224, 3], classes: 1000}
+struct PresetSpec {
+  std::string name;        // "" = no preset: the model is `layers`
+  double alpha = 1.0;      // width multiplier of every layer's filters (lib/models/presets.h)
+  int64_t classes = 1000;  // as Keras applications
+  double dropout = 1e-3;   // MobileNet v1 head dropout (Keras default); 0 = none
+  // Blocks per stage: ResNets [3, 4, 6, 3] (four stages), NASNet [4] (normal cells per
+  // stage); empty = the published depth. MobileNets take none.
+  std::vector<int64_t> blocks;
   Origin origin;
 };
 
 struct ModelSpec {
   std::vector<int64_t> input;  // [h, w, c]
-  std::vector<LayerSpec> layers;
+  PresetSpec preset;
+  std::vector<LayerSpec> layers;  // filled from the preset when one is given
 };
 
 struct DataSpec {

@@ -43,7 +43,7 @@ std::vector<LayerStats> layer_stats(const quant::QuantModel& q, const data::Data
     if (wq >= 0 && !s.skipped) {
       const quant::FoldedWeights fw = q.folded_weights(static_cast<size_t>(wq));
       const auto& wz = plan.weights[static_cast<size_t>(wq)];
-      const int64_t channels = g.param(g.nodes[head], 0).shape.back();
+      const int64_t channels = g.nodes[head].shape.back();
       std::vector<float> fq(fw.folded.size());
       if (wz.per_channel)
         quant::fake_quant_forward_per_channel(fq.data(), nullptr, fw.folded.data(),

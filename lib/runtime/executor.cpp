@@ -28,6 +28,46 @@ kernels::Conv2DParams conv_params(const ConvLayer& c, const Shape& in, const Sha
   return p;
 }
 
+kernels::DepthwiseConv2DParams dw_params(const ConvLayer& c, const QTensor& ti, const QTensor& to, int64_t n) {
+  kernels::DepthwiseConv2DParams p{};
+  p.n = n, p.h = ti.shape[0], p.w = ti.shape[1], p.c = ti.shape[2];
+  p.kh = c.kh, p.kw = c.kw, p.depth_multiplier = c.depth_multiplier;
+  p.stride_h = c.stride_h, p.stride_w = c.stride_w, p.pad_top = c.pad_top, p.pad_left = c.pad_left;
+  p.oh = to.shape[0], p.ow = to.shape[1];
+  p.input_zero_point = ti.zero_point, p.output_zero_point = to.zero_point;
+  p.weights = c.weights.data(), p.bias = c.bias.data(), p.multiplier = c.multiplier.data(), p.shift = c.shift.data();
+  p.qmin = c.qmin, p.qmax = c.qmax;
+  return p;
+}
+
+kernels::AddParams add_params(const AddLayer& a, const QTensor& t1, const QTensor& t2, const QTensor& to, int64_t n) {
+  kernels::AddParams p{};
+  p.size = n * numel(to.shape);
+  p.input1_zero_point = t1.zero_point, p.input2_zero_point = t2.zero_point, p.output_zero_point = to.zero_point;
+  p.left_shift = a.left_shift;
+  p.input1_multiplier = a.input1_multiplier, p.input1_shift = a.input1_shift;
+  p.input2_multiplier = a.input2_multiplier, p.input2_shift = a.input2_shift;
+  p.output_multiplier = a.output_multiplier, p.output_shift = a.output_shift;
+  p.qmin = a.qmin, p.qmax = a.qmax;
+  return p;
+}
+
+kernels::ConcatParams concat_params(const ConcatLayer& c, const QTensor& to, int64_t n) {
+  kernels::ConcatParams p;
+  p.outer = n * numel(to.shape) / to.shape.back();
+  p.inputs = c.inputs;
+  p.output_zero_point = to.zero_point;
+  return p;
+}
+
+kernels::PadParams pad_params(const PadLayer& pl, const QTensor& ti, const QTensor& to, int64_t n) {
+  kernels::PadParams p{};
+  p.n = n, p.h = ti.shape[0], p.w = ti.shape[1], p.c = ti.shape[2];
+  p.top = pl.top, p.bottom = pl.bottom, p.left = pl.left, p.right = pl.right;
+  p.oh = to.shape[0], p.ow = to.shape[1], p.zero_point = ti.zero_point;
+  return p;
+}
+
 kernels::DenseParams dense_params(const ConvLayer& c, const QTensor& ti, const QTensor& to, int64_t n) {
   kernels::DenseParams p{};
   p.n = n, p.in_features = numel(ti.shape), p.out_features = to.shape[0];
@@ -67,13 +107,23 @@ void check_kernels(const IntModel& m, const std::string& what) {
     const std::string input = "input";
     layer = &input;
     kernels::check(m.input_quant, out, dummy_px, numel(m.tensors[0].shape));
+    std::vector<const int8_t*> dummies;
     for (const auto& l : m.layers) {
       layer = &l.name;
-      const QTensor& ti = m.tensors[static_cast<size_t>(l.input)];
+      const QTensor& ti = m.tensors[static_cast<size_t>(l.input())];
       const QTensor& to = m.tensors[static_cast<size_t>(l.output)];
       if (const auto* c = std::get_if<ConvLayer>(&l.params)) {
-        if (c->dense) kernels::check(dense_params(*c, ti, to, 1), out, dummy_q);
+        if (c->kind == ConvKind::dense) kernels::check(dense_params(*c, ti, to, 1), out, dummy_q);
+        else if (c->kind == ConvKind::depthwise) kernels::check(dw_params(*c, ti, to, 1), out, dummy_q);
         else kernels::check(conv_params(*c, ti.shape, to.shape, 1, ti, to), out, dummy_q);
+      } else if (const auto* a = std::get_if<AddLayer>(&l.params)) {
+        const QTensor& t2 = m.tensors[static_cast<size_t>(l.inputs.at(1))];
+        kernels::check(add_params(*a, ti, t2, to, 1), out, dummy_q, dummy_q);
+      } else if (const auto* cc = std::get_if<ConcatLayer>(&l.params)) {
+        dummies.assign(cc->inputs.size(), dummy_q);
+        kernels::check(concat_params(*cc, to, 1), out, dummies.data());
+      } else if (const auto* pd = std::get_if<PadLayer>(&l.params)) {
+        kernels::check(pad_params(*pd, ti, to, 1), out, dummy_q);
       } else if (const auto* pl = std::get_if<PoolLayer>(&l.params)) {
         kernels::check(pool_params(*pl, ti, to, 1), out, dummy_q);
       } else if (const auto* gp = std::get_if<GlobalPoolLayer>(&l.params)) {
@@ -93,8 +143,8 @@ Executor::Executor(const IntModel& m, int64_t max_batch, bool keep_all_tensors) 
   std::vector<int> alias_of(nt, -1);
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const auto& l = m.layers[i];
-    last_use[static_cast<size_t>(l.input)] = static_cast<int>(i);
-    if (std::holds_alternative<ReshapeLayer>(l.params)) alias_of[static_cast<size_t>(l.output)] = l.input;
+    for (int32_t t : l.inputs) last_use[static_cast<size_t>(t)] = static_cast<int>(i);
+    if (std::holds_alternative<ReshapeLayer>(l.params)) alias_of[static_cast<size_t>(l.output)] = l.input();
   }
   last_use[static_cast<size_t>(m.output)] = static_cast<int>(m.layers.size());
   if (keep_all_tensors) std::fill(last_use.begin(), last_use.end(), static_cast<int>(m.layers.size()));
@@ -102,8 +152,8 @@ Executor::Executor(const IntModel& m, int64_t max_batch, bool keep_all_tensors) 
   for (size_t i = m.layers.size(); i-- > 0;) {
     const auto& l = m.layers[i];
     if (alias_of[static_cast<size_t>(l.output)] >= 0)
-      last_use[static_cast<size_t>(l.input)] = std::max(last_use[static_cast<size_t>(l.input)],
-                                                         last_use[static_cast<size_t>(l.output)]);
+      last_use[static_cast<size_t>(l.input())] = std::max(last_use[static_cast<size_t>(l.input())],
+                                                           last_use[static_cast<size_t>(l.output)]);
   }
   slot_.assign(nt, -1);
   std::vector<int> free_after;  // per slot: the layer after which it is free again
@@ -157,16 +207,23 @@ const int8_t* Executor::run(const uint8_t* pixels, int64_t n) {
   auto buf = [&](int32_t t) { return buffers_[static_cast<size_t>(slot_[static_cast<size_t>(t)])].data(); };
   ref::quantize_u8_to_qs8(buf(0), pixels, n * numel(m_.tensors[0].shape), m_.input_quant);
   for (const auto& l : m_.layers) {
-    const QTensor& ti = m_.tensors[static_cast<size_t>(l.input)];
+    const QTensor& ti = m_.tensors[static_cast<size_t>(l.input())];
     const QTensor& to = m_.tensors[static_cast<size_t>(l.output)];
-    const int8_t* in = buf(l.input);
+    const int8_t* in = buf(l.input());
     int8_t* out = buf(l.output);
     if (const auto* c = std::get_if<ConvLayer>(&l.params)) {
-      if (c->dense) {
-        ref::dense_qs8(out, in, dense_params(*c, ti, to, n));
-      } else {
-        ref::conv2d_qs8(out, in, conv_params(*c, ti.shape, to.shape, n, ti, to));
-      }
+      if (c->kind == ConvKind::dense) ref::dense_qs8(out, in, dense_params(*c, ti, to, n));
+      else if (c->kind == ConvKind::depthwise) ref::depthwise_conv2d_qs8(out, in, dw_params(*c, ti, to, n));
+      else ref::conv2d_qs8(out, in, conv_params(*c, ti.shape, to.shape, n, ti, to));
+    } else if (const auto* a = std::get_if<AddLayer>(&l.params)) {
+      const QTensor& t2 = m_.tensors[static_cast<size_t>(l.inputs[1])];
+      ref::add_qs8(out, in, buf(l.inputs[1]), add_params(*a, ti, t2, to, n));
+    } else if (const auto* cc = std::get_if<ConcatLayer>(&l.params)) {
+      ins_.clear();
+      for (int32_t t : l.inputs) ins_.push_back(buf(t));
+      ref::concat_qs8(out, ins_.data(), concat_params(*cc, to, n));
+    } else if (const auto* pd = std::get_if<PadLayer>(&l.params)) {
+      ref::pad_qs8(out, in, pad_params(*pd, ti, to, n));
     } else if (const auto* pl = std::get_if<PoolLayer>(&l.params)) {
       const kernels::Pool2DParams p = pool_params(*pl, ti, to, n);
       if (pl->max) ref::maxpool2d_qs8(out, in, p);

@@ -37,6 +37,7 @@ class Executor {
   std::vector<int64_t> slot_elems_;  // per buffer: elements per example
   std::vector<std::vector<int8_t>> buffers_;
   std::vector<float> fin_, fout_, fwork_;  // float layers only
+  std::vector<const int8_t*> ins_;         // concat inputs
 };
 
 }  // namespace qatc::runtime

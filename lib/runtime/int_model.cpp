@@ -1,6 +1,7 @@
 // Int8 model file: encoding and a loader that trusts nothing.
 #include "runtime/int_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -14,11 +15,11 @@ namespace qatc::runtime {
 namespace {
 
 constexpr std::string_view kMagic = "QATCINT8";
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 2: DAG layers (several inputs), depthwise, add, concat, pad
 constexpr uint64_t kMaxTensors = 1 << 16;
 constexpr int64_t kMaxElements = int64_t{1} << 31;
 
-enum class Kind : uint32_t { conv = 1, pool = 2, global_pool = 3, reshape = 4, float_layer = 5 };
+enum class Kind : uint32_t { conv = 1, pool = 2, global_pool = 3, reshape = 4, float_layer = 5, add = 6, concat = 7, pad = 8 };
 
 void put_geom(ByteWriter& w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pl) {
   for (int64_t v : {kh, kw, sh, sw, pt, pl}) w.put<int64_t>(v);
@@ -39,7 +40,11 @@ Geom get_geom(ByteReader& r) {
 }  // namespace
 
 const char* layer_kind(const IntLayer& l) {
-  if (auto* c = std::get_if<ConvLayer>(&l.params)) return c->dense ? "dense" : "conv2d";
+  if (auto* c = std::get_if<ConvLayer>(&l.params))
+    return c->kind == ConvKind::dense ? "dense" : c->kind == ConvKind::depthwise ? "depthwise_conv2d" : "conv2d";
+  if (std::holds_alternative<AddLayer>(l.params)) return "add";
+  if (std::holds_alternative<ConcatLayer>(l.params)) return "concat";
+  if (std::holds_alternative<PadLayer>(l.params)) return "pad";
   if (auto* p = std::get_if<PoolLayer>(&l.params)) return p->max ? "maxpool" : "avgpool";
   if (std::holds_alternative<GlobalPoolLayer>(l.params)) return "global_avgpool";
   if (std::holds_alternative<ReshapeLayer>(l.params)) return "reshape";
@@ -78,12 +83,13 @@ void save_int_model(const std::filesystem::path& path, const IntModel& m) {
     w.put<uint64_t>(m.layers.size());
     for (const auto& l : m.layers) {
       w.put_string(l.name);
-      w.put<int32_t>(l.input);
+      w.put_vector(l.inputs);
       w.put<int32_t>(l.output);
       if (auto* cv = std::get_if<ConvLayer>(&l.params)) {
         w.put<uint32_t>(static_cast<uint32_t>(Kind::conv));
-        w.put<uint8_t>(cv->dense);
+        w.put<uint32_t>(static_cast<uint32_t>(cv->kind));
         put_geom(w, cv->kh, cv->kw, cv->stride_h, cv->stride_w, cv->pad_top, cv->pad_left);
+        w.put<int64_t>(cv->depth_multiplier);
         w.put_vector(cv->weights);
         w.put_vector(cv->bias);
         w.put_vector(cv->multiplier);
@@ -103,6 +109,22 @@ void save_int_model(const std::filesystem::path& path, const IntModel& m) {
         w.put<int32_t>(gp->shift);
       } else if (std::holds_alternative<ReshapeLayer>(l.params)) {
         w.put<uint32_t>(static_cast<uint32_t>(Kind::reshape));
+      } else if (auto* a = std::get_if<AddLayer>(&l.params)) {
+        w.put<uint32_t>(static_cast<uint32_t>(Kind::add));
+        for (int32_t v : {a->left_shift, a->input1_multiplier, a->input1_shift, a->input2_multiplier, a->input2_shift,
+                          a->output_multiplier, a->output_shift, a->qmin, a->qmax})
+          w.put<int32_t>(v);
+      } else if (auto* cc = std::get_if<ConcatLayer>(&l.params)) {
+        w.put<uint32_t>(static_cast<uint32_t>(Kind::concat));
+        w.put<uint64_t>(cc->inputs.size());
+        for (const auto& in : cc->inputs) {
+          w.put<int64_t>(in.channels);
+          for (int32_t v : {in.zero_point, static_cast<int32_t>(in.copy), in.left_shift, in.multiplier, in.shift})
+            w.put<int32_t>(v);
+        }
+      } else if (auto* pd = std::get_if<PadLayer>(&l.params)) {
+        w.put<uint32_t>(static_cast<uint32_t>(Kind::pad));
+        for (int64_t v : {pd->top, pd->bottom, pd->left, pd->right}) w.put<int64_t>(v);
       } else {
         const auto& f = std::get<FloatLayer>(l.params);
         w.put<uint32_t>(static_cast<uint32_t>(Kind::float_layer));
@@ -187,17 +209,21 @@ IntModel parse_int_model(std::string_view bytes, const std::string& what) {
     for (uint64_t i = 0; i < n; ++i) {
       IntLayer l;
       l.name = r.get_string(4096);
-      l.input = r.get<int32_t>();
+      l.inputs = r.get_vector<int32_t>(1024);
       l.output = r.get<int32_t>();
-      if (l.input < 0 || l.output < 0 || static_cast<size_t>(l.input) >= m.tensors.size() ||
-          static_cast<size_t>(l.output) >= m.tensors.size())
-        bad(l.name, "tensor index out of range");
-      if (!produced[static_cast<size_t>(l.input)]) bad(l.name, "reads a tensor no earlier layer writes");
+      if (l.inputs.empty()) bad(l.name, "has no input");
+      for (int32_t t : l.inputs) {
+        if (t < 0 || static_cast<size_t>(t) >= m.tensors.size()) bad(l.name, "tensor index out of range");
+        if (!produced[static_cast<size_t>(t)]) bad(l.name, "reads a tensor no earlier layer writes");
+      }
+      if (l.output < 0 || static_cast<size_t>(l.output) >= m.tensors.size()) bad(l.name, "tensor index out of range");
       if (produced[static_cast<size_t>(l.output)]) bad(l.name, "writes a tensor twice");
       produced[static_cast<size_t>(l.output)] = true;
-      const Shape& in = m.tensors[static_cast<size_t>(l.input)].shape;
+      const Shape& in = m.tensors[static_cast<size_t>(l.inputs[0])].shape;
       const Shape& out = m.tensors[static_cast<size_t>(l.output)].shape;
       const auto kind = static_cast<Kind>(r.get<uint32_t>());
+      const bool multi = kind == Kind::add || kind == Kind::concat;
+      if (!multi && l.inputs.size() != 1) bad(l.name, "takes one input");
       auto check_window = [&](const Geom& g) {
         if (in.size() != 3 || out.size() != 3) bad(l.name, "needs [h, w, c] tensors");
         // Every window must start inside the padded input.
@@ -207,9 +233,15 @@ IntModel parse_int_model(std::string_view bytes, const std::string& what) {
       switch (kind) {
         case Kind::conv: {
           ConvLayer cv;
-          cv.dense = r.get<uint8_t>() != 0;
+          const uint32_t ck = r.get<uint32_t>();
+          if (ck > 2) bad(l.name, "unknown convolution kind");
+          cv.kind = static_cast<ConvKind>(ck);
           Geom g = get_geom(r);
           cv.kh = g.kh, cv.kw = g.kw, cv.stride_h = g.sh, cv.stride_w = g.sw, cv.pad_top = g.pt, cv.pad_left = g.pl;
+          cv.depth_multiplier = r.get<int64_t>();
+          if (cv.depth_multiplier < 1 || cv.depth_multiplier > 4096 ||
+              (cv.kind != ConvKind::depthwise && cv.depth_multiplier != 1))
+            bad(l.name, "depth multiplier out of range");
           cv.weights = r.get_vector<int8_t>();
           cv.bias = r.get_vector<int32_t>();
           cv.multiplier = r.get_vector<int32_t>();
@@ -218,12 +250,12 @@ IntModel parse_int_model(std::string_view bytes, const std::string& what) {
           cv.qmax = r.get<int32_t>();
           cv.weight_bits = r.get<int32_t>();
           cv.weight_scales = r.get_vector<double>();
+          const bool dense = cv.kind == ConvKind::dense, dw = cv.kind == ConvKind::depthwise;
           const int64_t oc = out.back();
-          const int64_t fan_in = cv.dense ? numel(in) : cv.kh * cv.kw * in.back();
-          if (cv.dense && out.size() != 1) bad(l.name, "dense output must be flat");
-          if (!cv.dense) {
-            check_window(g);
-          }
+          const int64_t fan_in = dense ? numel(in) : dw ? cv.kh * cv.kw : cv.kh * cv.kw * in.back();
+          if (dense && out.size() != 1) bad(l.name, "dense output must be flat");
+          if (!dense) check_window(g);
+          if (dw && oc != in.back() * cv.depth_multiplier) bad(l.name, "depthwise channels do not match");
           if (static_cast<int64_t>(cv.weights.size()) != oc * fan_in) bad(l.name, "weight count does not match shapes");
           if (static_cast<int64_t>(cv.bias.size()) != oc || static_cast<int64_t>(cv.multiplier.size()) != oc ||
               static_cast<int64_t>(cv.shift.size()) != oc || static_cast<int64_t>(cv.weight_scales.size()) != oc)
@@ -262,6 +294,53 @@ IntModel parse_int_model(std::string_view bytes, const std::string& what) {
           if (numel(in) != numel(out)) bad(l.name, "reshape changes the element count");
           l.params = ReshapeLayer{};
           break;
+        case Kind::add: {
+          AddLayer a;
+          for (int32_t* v : {&a.left_shift, &a.input1_multiplier, &a.input1_shift, &a.input2_multiplier,
+                             &a.input2_shift, &a.output_multiplier, &a.output_shift, &a.qmin, &a.qmax})
+            *v = r.get<int32_t>();
+          if (l.inputs.size() != 2) bad(l.name, "add takes two inputs");
+          for (int32_t t : l.inputs)
+            if (m.tensors[static_cast<size_t>(t)].shape != out) bad(l.name, "add shapes differ");
+          l.params = a;
+          break;
+        }
+        case Kind::concat: {
+          ConcatLayer cc;
+          const uint64_t k = r.get<uint64_t>();
+          if (k != l.inputs.size() || k < 2) bad(l.name, "concat input count");
+          int64_t channels = 0;
+          for (uint64_t j = 0; j < k; ++j) {
+            kernels::ConcatInput ci{};
+            ci.channels = r.get<int64_t>();
+            ci.zero_point = r.get<int32_t>();
+            ci.copy = r.get<int32_t>() != 0;
+            ci.left_shift = r.get<int32_t>();
+            ci.multiplier = r.get<int32_t>();
+            ci.shift = r.get<int32_t>();
+            const Shape& s_in = m.tensors[static_cast<size_t>(l.inputs[j])].shape;
+            if (s_in.size() != out.size() || s_in.back() != ci.channels ||
+                !std::equal(s_in.begin(), s_in.end() - 1, out.begin()))
+              bad(l.name, "concat shapes do not match");
+            channels += ci.channels;
+            cc.inputs.push_back(ci);
+          }
+          if (channels != out.back()) bad(l.name, "concat channels do not add up");
+          l.params = std::move(cc);
+          break;
+        }
+        case Kind::pad: {
+          PadLayer pd;
+          for (int64_t* v : {&pd.top, &pd.bottom, &pd.left, &pd.right}) {
+            *v = r.get<int64_t>();
+            if (*v < -kMaxElements || *v > 4096) bad(l.name, "pad amounts out of range");
+          }
+          if (in.size() != 3 || out.size() != 3 || out[0] != in[0] + pd.top + pd.bottom ||
+              out[1] != in[1] + pd.left + pd.right || out[2] != in[2])
+            bad(l.name, "pad shapes do not match");
+          l.params = pd;
+          break;
+        }
         case Kind::float_layer: {
           FloatLayer f;
           f.dense = r.get<uint8_t>() != 0;

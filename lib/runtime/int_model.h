@@ -25,11 +25,15 @@ struct QTensor {
 
 enum class FloatActivation : uint32_t { none = 0, relu = 1, relu6 = 2 };
 
-// conv2d or dense with int8 weights; BatchNorm folded, activation folded into qmin/qmax.
+// conv2d, depthwise_conv2d or dense with int8 weights; BatchNorm folded, activation folded
+// into qmin/qmax. A BatchNorm or ReLU that follows no convolution runs as a 1x1 depthwise.
+enum class ConvKind : uint32_t { conv = 0, dense = 1, depthwise = 2 };
 struct ConvLayer {
-  bool dense = false;
+  ConvKind kind = ConvKind::conv;
   int64_t kh = 1, kw = 1, stride_h = 1, stride_w = 1, pad_top = 0, pad_left = 0;
-  std::vector<int8_t> weights;  // conv [oc, kh, kw, ic] (OHWI); dense [out, in]
+  int64_t depth_multiplier = 1;  // depthwise only
+  // conv [oc, kh, kw, ic] (OHWI); dense [out, in]; depthwise [kh, kw, ic * depth_multiplier]
+  std::vector<int8_t> weights;
   std::vector<int32_t> bias, multiplier, shift;  // [oc]
   int32_t qmin = -128, qmax = 127;
   int32_t weight_bits = 8;
@@ -47,6 +51,25 @@ struct GlobalPoolLayer {
 
 struct ReshapeLayer {};  // flatten / dropout: the same bytes, a new shape
 
+// Elementwise sum of two tensors of one shape (kernels::AddParams), activation in qmin/qmax.
+struct AddLayer {
+  int32_t left_shift = 20;
+  int32_t input1_multiplier = 0, input1_shift = 0, input2_multiplier = 0, input2_shift = 0;
+  int32_t output_multiplier = 0, output_shift = 0;
+  int32_t qmin = -128, qmax = 127;
+};
+
+// Channel concat (kernels::ConcatParams); one entry per input, channels from the tensors.
+struct ConcatLayer {
+  std::vector<kernels::ConcatInput> inputs;
+};
+
+// Spatial zero padding (amounts >= 0) or cropping (< 0); the output keeps the input's scale and
+// zero point, and padded positions hold the zero point (real 0).
+struct PadLayer {
+  int64_t top = 0, bottom = 0, left = 0, right = 0;
+};
+
 // A layer kept in float (quant.overrides skip): dequantize, float conv/dense, quantize.
 struct FloatLayer {
   bool dense = false;
@@ -56,12 +79,16 @@ struct FloatLayer {
   FloatActivation activation = FloatActivation::none;
 };
 
-using LayerParams = std::variant<ConvLayer, PoolLayer, GlobalPoolLayer, ReshapeLayer, FloatLayer>;
+using LayerParams =
+    std::variant<ConvLayer, PoolLayer, GlobalPoolLayer, ReshapeLayer, FloatLayer, AddLayer, ConcatLayer, PadLayer>;
 
 struct IntLayer {
   std::string name;
-  int32_t input = 0, output = 0;  // tensor indices
+  std::vector<int32_t> inputs;  // tensor indices: one, or two (add) or more (concat)
+  int32_t output = 0;           // tensor index
   LayerParams params;
+
+  int32_t input() const { return inputs.at(0); }
 };
 
 struct IntModel {
@@ -77,7 +104,7 @@ struct IntModel {
   int64_t classes() const { return numel(tensors[static_cast<size_t>(output)].shape); }
 };
 
-const char* layer_kind(const IntLayer& l);  // "conv2d", "dense", "maxpool", ...
+const char* layer_kind(const IntLayer& l);  // "conv2d", "dense", "depthwise_conv2d", "maxpool", ...
 
 void save_int_model(const std::filesystem::path& path, const IntModel& m);
 // Checks every size, index and shape before anything is used, and runs each layer's kernel

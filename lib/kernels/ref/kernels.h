@@ -29,6 +29,9 @@ void concat_qs8(int8_t* out, const int8_t* const* inputs, const kernels::ConcatP
 void maxpool2d_qs8(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p);
 void avgpool2d_qs8(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p);
 
+// in [n, h, w, c] -> out [n, oh, ow, c], same scale and zero point.
+void pad_qs8(int8_t* out, const int8_t* in, const kernels::PadParams& p);
+
 // in [n, hw, c] -> out [n, c]
 void global_avgpool_qs8(int8_t* out, const int8_t* in, const kernels::GlobalAvgPoolParams& p);
 

@@ -77,4 +77,18 @@ void global_avgpool_qs8(int8_t* out, const int8_t* in, const kernels::GlobalAvgP
     }
 }
 
+// out = in where the shifted position lies inside the input, else the zero point.
+void pad_qs8(int8_t* out, const int8_t* in, const kernels::PadParams& p) {
+  kernels::check(p, out, in);
+  for (int64_t b = 0; b < p.n; ++b)
+    for (int64_t y = 0; y < p.oh; ++y)
+      for (int64_t x = 0; x < p.ow; ++x)
+        for (int64_t ch = 0; ch < p.c; ++ch) {
+          const int64_t iy = y - p.top, ix = x - p.left;
+          const bool inside = iy >= 0 && iy < p.h && ix >= 0 && ix < p.w;
+          out[((b * p.oh + y) * p.ow + x) * p.c + ch] =
+              inside ? in[((b * p.h + iy) * p.w + ix) * p.c + ch] : static_cast<int8_t>(p.zero_point);
+        }
+}
+
 }  // namespace qatc::ref
