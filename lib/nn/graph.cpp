@@ -25,6 +25,8 @@ class Builder {
     g_.nodes.push_back(std::move(n));
     return static_cast<int>(g_.nodes.size()) - 1;
   }
+  // A layer's name refers to its final node (its activation, when it has one), as in Keras.
+  void alias(const std::string& name, int node) { by_name_[name] = node; }
   int lookup(const std::string& name, const std::string& origin, const std::string& layer) const {
     auto it = by_name_.find(name);
     if (it == by_name_.end())
@@ -283,6 +285,7 @@ Graph build_graph(const recipe::ModelSpec& spec) {
       a.shape = g.nodes[static_cast<size_t>(prev)].shape;
       a.origin = l.origin.where;
       prev = b.add_node(std::move(a));
+      b.alias(l.name, prev);
     }
   }
   if (g.output().shape.size() != 1)

@@ -206,55 +206,62 @@ const int8_t* Executor::run(const uint8_t* pixels, int64_t n) {
   reserve(n);
   auto buf = [&](int32_t t) { return buffers_[static_cast<size_t>(slot_[static_cast<size_t>(t)])].data(); };
   ref::quantize_u8_to_qs8(buf(0), pixels, n * numel(m_.tensors[0].shape), m_.input_quant);
-  for (const auto& l : m_.layers) {
-    const QTensor& ti = m_.tensors[static_cast<size_t>(l.input())];
-    const QTensor& to = m_.tensors[static_cast<size_t>(l.output)];
-    const int8_t* in = buf(l.input());
-    int8_t* out = buf(l.output);
-    if (const auto* c = std::get_if<ConvLayer>(&l.params)) {
-      if (c->kind == ConvKind::dense) ref::dense_qs8(out, in, dense_params(*c, ti, to, n));
-      else if (c->kind == ConvKind::depthwise) ref::depthwise_conv2d_qs8(out, in, dw_params(*c, ti, to, n));
-      else ref::conv2d_qs8(out, in, conv_params(*c, ti.shape, to.shape, n, ti, to));
-    } else if (const auto* a = std::get_if<AddLayer>(&l.params)) {
-      const QTensor& t2 = m_.tensors[static_cast<size_t>(l.inputs[1])];
-      ref::add_qs8(out, in, buf(l.inputs[1]), add_params(*a, ti, t2, to, n));
-    } else if (const auto* cc = std::get_if<ConcatLayer>(&l.params)) {
-      ins_.clear();
-      for (int32_t t : l.inputs) ins_.push_back(buf(t));
-      ref::concat_qs8(out, ins_.data(), concat_params(*cc, to, n));
-    } else if (const auto* pd = std::get_if<PadLayer>(&l.params)) {
-      ref::pad_qs8(out, in, pad_params(*pd, ti, to, n));
-    } else if (const auto* pl = std::get_if<PoolLayer>(&l.params)) {
-      const kernels::Pool2DParams p = pool_params(*pl, ti, to, n);
-      if (pl->max) ref::maxpool2d_qs8(out, in, p);
-      else ref::avgpool2d_qs8(out, in, p);
-    } else if (const auto* gp = std::get_if<GlobalPoolLayer>(&l.params)) {
-      ref::global_avgpool_qs8(out, in, gpool_params(*gp, ti, to, n));
-    } else if (std::holds_alternative<ReshapeLayer>(l.params)) {
-      // A view: the planner gave input and output the same buffer.
-    } else {
-      const auto& f = std::get<FloatLayer>(l.params);
-      const int64_t in_count = n * numel(ti.shape), out_count = n * numel(to.shape);
-      fin_.resize(static_cast<size_t>(in_count));
-      fout_.resize(static_cast<size_t>(out_count));
-      const quant::QParams qi{static_cast<float>(ti.scale), ti.zero_point, -128, 127};
-      const quant::QParams qo{static_cast<float>(to.scale), to.zero_point, -(1 << (to.bits - 1)), (1 << (to.bits - 1)) - 1};
-      for (int64_t k = 0; k < in_count; ++k) fin_[static_cast<size_t>(k)] = quant::dequantize(in[k], qi);
-      if (f.dense) {
-        nn::dense_forward(fout_.data(), fin_.data(), f.weights.data(), f.bias.data(), n, numel(ti.shape), to.shape[0]);
-      } else {
-        nn::Conv2DGeom g{n, ti.shape[0], ti.shape[1], ti.shape[2], f.kh, f.kw, to.shape[2], f.stride_h, f.stride_w,
-                         f.pad_top, f.pad_left, to.shape[0], to.shape[1]};
-        fwork_.resize(static_cast<size_t>(nn::conv2d_workspace_floats(g)));
-        nn::conv2d_forward(fout_.data(), fin_.data(), f.weights.data(), f.bias.data(), g, fwork_.data());
-      }
-      if (f.activation == FloatActivation::relu) nn::relu_forward(fout_.data(), fout_.data(), out_count);
-      if (f.activation == FloatActivation::relu6) nn::relu6_forward(fout_.data(), fout_.data(), out_count);
-      for (int64_t k = 0; k < out_count; ++k)
-        out[k] = static_cast<int8_t>(quant::quantize(fout_[static_cast<size_t>(k)], qo));
-    }
+  std::vector<const int8_t*> ins;
+  for (size_t li = 0; li < m_.layers.size(); ++li) {
+    const IntLayer& l = m_.layers[li];
+    ins.clear();
+    for (int32_t t : l.inputs) ins.push_back(buf(t));
+    // A reshape is a view: the planner gave its input and output the same buffer.
+    if (!std::holds_alternative<ReshapeLayer>(l.params)) run_layer(li, ins.data(), buf(l.output), n);
   }
   return buf(m_.output);
+}
+
+void Executor::run_layer(size_t layer, const int8_t* const* inputs, int8_t* out, int64_t n) {
+  const IntLayer& l = m_.layers.at(layer);
+  const QTensor& ti = m_.tensors[static_cast<size_t>(l.input())];
+  const QTensor& to = m_.tensors[static_cast<size_t>(l.output)];
+  const int8_t* in = inputs[0];
+  if (const auto* c = std::get_if<ConvLayer>(&l.params)) {
+    if (c->kind == ConvKind::dense) ref::dense_qs8(out, in, dense_params(*c, ti, to, n));
+    else if (c->kind == ConvKind::depthwise) ref::depthwise_conv2d_qs8(out, in, dw_params(*c, ti, to, n));
+    else ref::conv2d_qs8(out, in, conv_params(*c, ti.shape, to.shape, n, ti, to));
+  } else if (const auto* a = std::get_if<AddLayer>(&l.params)) {
+    const QTensor& t2 = m_.tensors[static_cast<size_t>(l.inputs[1])];
+    ref::add_qs8(out, in, inputs[1], add_params(*a, ti, t2, to, n));
+  } else if (const auto* cc = std::get_if<ConcatLayer>(&l.params)) {
+    ref::concat_qs8(out, inputs, concat_params(*cc, to, n));
+  } else if (const auto* pd = std::get_if<PadLayer>(&l.params)) {
+    ref::pad_qs8(out, in, pad_params(*pd, ti, to, n));
+  } else if (const auto* pl = std::get_if<PoolLayer>(&l.params)) {
+    const kernels::Pool2DParams p = pool_params(*pl, ti, to, n);
+    if (pl->max) ref::maxpool2d_qs8(out, in, p);
+    else ref::avgpool2d_qs8(out, in, p);
+  } else if (const auto* gp = std::get_if<GlobalPoolLayer>(&l.params)) {
+    ref::global_avgpool_qs8(out, in, gpool_params(*gp, ti, to, n));
+  } else if (std::holds_alternative<ReshapeLayer>(l.params)) {
+    if (out != in) std::memcpy(out, in, static_cast<size_t>(n * numel(to.shape)));
+  } else {
+    const auto& f = std::get<FloatLayer>(l.params);
+    const int64_t in_count = n * numel(ti.shape), out_count = n * numel(to.shape);
+    fin_.resize(static_cast<size_t>(in_count));
+    fout_.resize(static_cast<size_t>(out_count));
+    const quant::QParams qi{static_cast<float>(ti.scale), ti.zero_point, -128, 127};
+    const quant::QParams qo{static_cast<float>(to.scale), to.zero_point, -(1 << (to.bits - 1)), (1 << (to.bits - 1)) - 1};
+    for (int64_t k = 0; k < in_count; ++k) fin_[static_cast<size_t>(k)] = quant::dequantize(in[k], qi);
+    if (f.dense) {
+      nn::dense_forward(fout_.data(), fin_.data(), f.weights.data(), f.bias.data(), n, numel(ti.shape), to.shape[0]);
+    } else {
+      nn::Conv2DGeom g{n, ti.shape[0], ti.shape[1], ti.shape[2], f.kh, f.kw, to.shape[2], f.stride_h, f.stride_w,
+                       f.pad_top, f.pad_left, to.shape[0], to.shape[1]};
+      fwork_.resize(static_cast<size_t>(nn::conv2d_workspace_floats(g)));
+      nn::conv2d_forward(fout_.data(), fin_.data(), f.weights.data(), f.bias.data(), g, fwork_.data());
+    }
+    if (f.activation == FloatActivation::relu) nn::relu_forward(fout_.data(), fout_.data(), out_count);
+    if (f.activation == FloatActivation::relu6) nn::relu6_forward(fout_.data(), fout_.data(), out_count);
+    for (int64_t k = 0; k < out_count; ++k)
+      out[k] = static_cast<int8_t>(quant::quantize(fout_[static_cast<size_t>(k)], qo));
+  }
 }
 
 }  // namespace qatc::runtime

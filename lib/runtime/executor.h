@@ -23,6 +23,9 @@ class Executor {
 
   // pixels [n, h, w, c] uint8 -> int8 logits [n, classes] (valid until the next call).
   const int8_t* run(const uint8_t* pixels, int64_t n);
+  // Runs layer `layer` alone on n examples: inputs[k] holds its k-th input tensor, out its
+  // output (must not overlap them). For per-layer checks and reports.
+  void run_layer(size_t layer, const int8_t* const* inputs, int8_t* out, int64_t n);
   // The int8 output of tensor t from the last run (only the output, unless keep_all_tensors).
   const int8_t* tensor(size_t t) const { return buffers_[static_cast<size_t>(slot_[t])].data(); }
   // Bytes of activation memory the plan uses at the current batch size.
@@ -37,7 +40,6 @@ class Executor {
   std::vector<int64_t> slot_elems_;  // per buffer: elements per example
   std::vector<std::vector<int8_t>> buffers_;
   std::vector<float> fin_, fout_, fwork_;  // float layers only
-  std::vector<const int8_t*> ins_;         // concat inputs
 };
 
 }  // namespace qatc::runtime

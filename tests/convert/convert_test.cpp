@@ -35,6 +35,38 @@ train: {epochs: 2, batch_size: 8, optimizer: {type: adam, lr: 0.01}}
 qat: {epochs: 2, batch_size: 8, freeze_bn_after_steps: 10}
 )";
 
+// Every DAG op on the int8 side: depthwise (stride 2, multiplier 2), separable, zero padding
+// and cropping, residual add with a fused ReLU, a three-way concat, a BatchNorm and a ReLU
+// that follow no convolution (run as 1x1 depthwise), a 'same' average pool.
+const char* kDagModel = R"(name: dag
+seed: 3
+data: {dataset: mnist, validation_split: 0.25}
+model:
+  input: [8, 8, 1]
+  layers:
+    - {type: conv2d, name: stem, filters: 4, kernel: 3, padding: same, use_bias: false}
+    - {type: batchnorm, name: stem_bn}
+    - {type: relu6, name: stem_relu}
+    - {type: zero_padding2d, name: pad, padding: [0, 1, 0, 1]}
+    - {type: depthwise_conv2d, name: dw, kernel: 3, strides: 2, depth_multiplier: 2, use_bias: false}
+    - {type: batchnorm, name: dw_bn}
+    - {type: relu, name: dw_relu}
+    - {type: conv2d, name: pw, filters: 8, kernel: 1, use_bias: false}
+    - {type: batchnorm, name: pw_bn}
+    - {type: add, name: res, inputs: [pw_bn, dw_relu], activation: relu}
+    - {type: separable_conv2d, name: sep, filters: 4, kernel: 3, padding: same, activation: relu}
+    - {type: avgpool, name: avg, pool: 3, strides: 1, padding: same, inputs: res}
+    - {type: zero_padding2d, name: pad2, padding: [0, 1, 0, 1], inputs: res}
+    - {type: cropping2d, name: crop2, cropping: [1, 0, 1, 0]}
+    - {type: concat, name: cat, inputs: [sep, avg, crop2]}
+    - {type: batchnorm, name: lone_bn}
+    - {type: relu, name: lone_relu}
+    - {type: global_avgpool, name: gap}
+    - {type: dense, name: logits, units: 3}
+train: {epochs: 2, batch_size: 8, optimizer: {type: adam, lr: 0.01}}
+qat: {epochs: 2, batch_size: 8, freeze_bn_after_steps: 10}
+)";
+
 struct Trained {
   recipe::Recipe r;
   std::unique_ptr<nn::Graph> g;
@@ -43,9 +75,9 @@ struct Trained {
 };
 
 // Float training then QAT on the tiny task, all in memory.
-Trained train_qat(const std::vector<std::string>& sets = {}) {
+Trained train_qat(const char* yaml = kModel, const std::vector<std::string>& sets = {}) {
   Trained t;
-  t.r = recipe::parse_recipe(kModel, "c.yaml", sets);
+  t.r = recipe::parse_recipe(yaml, "c.yaml", sets);
   t.g = std::make_unique<nn::Graph>(nn::build_graph(t.r.model));
   t.ds = testing::tiny_dataset(200);
   data::Split s = data::make_split(t.ds, t.r.data);
@@ -70,8 +102,8 @@ Trained train_qat(const std::vector<std::string>& sets = {}) {
 
 }  // namespace
 
-TEST_CASE("convert: every int8 tensor is within one step of the fake-quant model") {
-  Trained t = train_qat();
+void check_tensors_close(const char* yaml) {
+  Trained t = train_qat(yaml);
   runtime::IntModel m = convert::to_int_model(*t.q, t.r, "qat");
   const int64_t n = 16;
   std::vector<int32_t> idx = data::all_indices(t.ds);
@@ -103,8 +135,59 @@ TEST_CASE("convert: every int8 tensor is within one step of the fake-quant model
   }
 }
 
+TEST_CASE("convert: every int8 tensor is within one step of the fake-quant model") { check_tensors_close(kModel); }
+
+// Each int8 layer alone, fed the fake-quant model's own (quantized) inputs, gives the
+// fake-quant model's output to within one step: differences do not come from any layer's
+// integer arithmetic, only from rounding that propagates (the whole-model tests above).
+void check_layers_exact(const char* yaml) {
+  Trained t = train_qat(yaml);
+  runtime::IntModel m = convert::to_int_model(*t.q, t.r, "qat");
+  const int64_t n = 16;
+  std::vector<int32_t> idx = data::all_indices(t.ds);
+  std::vector<float> xf(static_cast<size_t>(n * 64));
+  std::vector<int32_t> y(static_cast<size_t>(n));
+  data::gather_batch(t.ds, idx.data(), n, t.r.data, xf.data(), y.data());
+  t.q->forward(xf.data(), n, nn::Mode::eval, 0);
+  runtime::Executor ex(m, n);
+  // The fake-quant value of tensor ti, on that tensor's integer grid.
+  auto sim_q = [&](size_t ti) {
+    const runtime::QTensor& qt = m.tensors[ti];
+    const int node = t.g->find(qt.name);
+    REQUIRE(node >= 0);
+    const float* fq = t.q->activation(static_cast<size_t>(node));
+    const quant::QParams qp{static_cast<float>(qt.scale), qt.zero_point, -128, 127};
+    std::vector<int8_t> q(static_cast<size_t>(n * numel(qt.shape)));
+    for (size_t k = 0; k < q.size(); ++k) q[k] = static_cast<int8_t>(quant::quantize(fq[k], qp));
+    return q;
+  };
+  for (size_t li = 0; li < m.layers.size(); ++li) {
+    const runtime::IntLayer& l = m.layers[li];
+    std::vector<std::vector<int8_t>> ins;
+    std::vector<const int8_t*> ptrs;
+    for (int32_t ti : l.inputs) ins.push_back(sim_q(static_cast<size_t>(ti)));
+    for (const auto& v : ins) ptrs.push_back(v.data());
+    const std::vector<int8_t> want = sim_q(static_cast<size_t>(l.output));
+    std::vector<int8_t> got(want.size());
+    ex.run_layer(li, ptrs.data(), got.data(), n);
+    int64_t worst = 0;
+    for (size_t k = 0; k < got.size(); ++k) worst = std::max<int64_t>(worst, std::abs(got[k] - want[k]));
+    CAPTURE(l.name);
+    CAPTURE(runtime::layer_kind(l));
+    CHECK(worst <= 1);
+  }
+}
+
+TEST_CASE("convert: each int8 layer given the fake-quant inputs is within one step of its output") {
+  check_layers_exact(kModel);
+}
+
+TEST_CASE("convert: DAG ops (depthwise, separable, pad, crop, add, concat, lone BN/ReLU) per layer") {
+  check_layers_exact(kDagModel);
+}
+
 TEST_CASE("convert: the memory plan gives the same logits as one buffer per tensor") {
-  Trained t = train_qat();
+  Trained t = train_qat(kDagModel);
   runtime::IntModel m = convert::to_int_model(*t.q, t.r, "qat");
   std::vector<int32_t> idx = data::all_indices(t.ds);
   std::vector<uint8_t> px(static_cast<size_t>(40 * 64));
@@ -118,10 +201,12 @@ TEST_CASE("convert: the memory plan gives the same logits as one buffer per tens
 }
 
 TEST_CASE("convert: simulated equals integer on the whole tiny set") {
-  Trained t = train_qat();
+  for (const char* yaml : {kModel, kDagModel}) {
+  Trained t = train_qat(yaml);
   runtime::IntModel m = convert::to_int_model(*t.q, t.r, "qat");
   runtime::Agreement a = runtime::compare_with_fakequant(m, *t.q, t.ds, data::all_indices(t.ds), t.r.data, 32);
   CHECK(a.examples == 200);
   CHECK(a.top1 >= 0.99);
   CHECK(a.within_one_step >= 0.99);
+  }
 }
