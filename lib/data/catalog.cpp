@@ -268,4 +268,23 @@ Dataset load_dataset(const std::string& dataset, const std::string& split, const
   return d;
 }
 
+Dataset load_split(const recipe::DataSpec& spec, const std::string& split) {
+  Dataset ds = load_dataset(spec.dataset, split, spec.path);
+  pad_images(ds, spec.pad);
+  return ds;
+}
+
+void pad_images(Dataset& ds, int64_t pad) {
+  if (pad <= 0) return;
+  const int64_t h = ds.h + 2 * pad, w = ds.w + 2 * pad, row = ds.w * ds.c;
+  std::vector<uint8_t> out(static_cast<size_t>(ds.n * h * w * ds.c), 0);
+  for (int64_t i = 0; i < ds.n; ++i)
+    for (int64_t y = 0; y < ds.h; ++y)
+      std::memcpy(out.data() + ((i * h + y + pad) * w + pad) * ds.c, ds.images.data() + (i * ds.h + y) * row,
+                  static_cast<size_t>(row));
+  ds.images = std::move(out);
+  ds.h = h;
+  ds.w = w;
+}
+
 }  // namespace qatc::data

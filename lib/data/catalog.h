@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "recipe/recipe.h"
 
 namespace qatc::data {
 
@@ -33,5 +34,12 @@ std::filesystem::path default_dataset_dir(const std::string& dataset);
 // (name, split, missing or damaged files, failed fetch) raises qatc::Error saying what to do.
 // The result is named "<dataset>/<split>", e.g. "mnist/test".
 Dataset load_dataset(const std::string& dataset, const std::string& split, const std::string& path);
+
+// load_dataset(spec.dataset, split, spec.path), then spec.pad zero pixels added on every side
+// of each image: the one way stages and evaluation load a recipe's data.
+Dataset load_split(const recipe::DataSpec& spec, const std::string& split);
+
+// Adds `pad` zero pixels on every side of every image.
+void pad_images(Dataset& ds, int64_t pad);
 
 }  // namespace qatc::data

@@ -27,8 +27,14 @@ std::vector<std::string> preset_names() {
 }
 
 std::vector<recipe::LayerSpec> preset_layers(const recipe::PresetSpec& p, const std::vector<int64_t>& input) {
-  for (const auto& [name, build] : presets())
-    if (name == p.name) return build(p, input);
+  for (const auto& [name, build] : presets()) {
+    if (name != p.name) continue;
+    std::vector<recipe::LayerSpec> layers = build(p, input);
+    if (p.bn_momentum)
+      for (auto& l : layers)
+        if (auto* bn = std::get_if<recipe::BatchNormSpec>(&l.attrs)) bn->momentum = *p.bn_momentum;
+    return layers;
+  }
   std::string list;
   for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
   fail("{}: unknown preset '{}'; expected one of: {}", p.origin.where, p.name, list);

@@ -1,15 +1,17 @@
-// Depthwise convolution with direct loops (no im2col): every output element of each pass is a
-// sum over a rectangle of kernel taps of two channel rows multiplied elementwise, which one
-// kernel (window_sum) computes with the channel loop innermost and the sums in registers.
-//   forward: out[i,y,x,:] = b + sum_{ky,kx} in[i, y*sh - pt + ky, x*sw - pl + kx, :] * w[ky,kx,:]
-//   din:     din[i,iy,ix,:] += sum_{ky,kx} dout[i, (iy + pt - ky)/sh, (ix + pl - kx)/sw, :] * w[ky,kx,:]
-//            over the taps with iy + pt - ky, ix + pl - kx multiples of the strides (a gather, so
-//            each task owns the input rows it writes)
-//   dw:      dw[ky,kx,:] += sum_{i,y,x} in[i, y*sh - pt + ky, x*sw - pl + kx, :] * dout[i,y,x,:]
-// (written for multiplier 1; with multiplier M the input side repeats each channel M times, and
-// din also sums over the M outputs of each input channel). dw is summed over a fixed number of
-// groups of output rows, each into its own partial, and the partials in order into dw, so the
-// result does not depend on the thread count.
+// Depthwise convolution with direct loops (no im2col). With multiplier M, x_M denotes the input
+// with each channel repeated M times (x_M[..., ic*M + j] = in[..., ic]); then every pass is a sum,
+// over a rectangle of kernel taps, of two rows of c*M channels multiplied elementwise:
+//   forward: out[i,y,x,:] = b + sum_{ky,kx} x_M[i, y*sh - pt + ky, x*sw - pl + kx, :] * w[ky,kx,:]
+//   dw:      dw[ky,kx,:] += sum_{i,y,x} x_M[i, y*sh - pt + ky, x*sw - pl + kx, :] * dout[i,y,x,:]
+//   din:     t[i,iy,ix,:] = sum_{ky,kx} dout[i, (iy + pt - ky)/sh, (ix + pl - kx)/sw, :] * w[ky,kx,:]
+//            over the taps where iy + pt - ky and ix + pl - kx are multiples of the strides,
+//            and din[i,iy,ix,ic] += sum_{j<M} t[i,iy,ix,ic*M + j]
+// One kernel (window_sum) computes all of them with the channel loop innermost and the sums in
+// registers. For M = 1, x_M is the input itself; otherwise each task expands the input rows of
+// a few output rows at a time. Forward and din are split by the rows they write (din is a
+// gather), so each element has one writer and a fixed order of additions. dw is summed over a
+// fixed number of groups of output rows, each into its own partial, and the partials in order
+// into dw, so no result depends on the thread count.
 #include "nn/depthwise.h"
 
 #include <algorithm>
@@ -23,16 +25,15 @@
 namespace qatc::nn {
 namespace {
 
-// Multiply-adds per parallel_for item at least (per task, when there are few items).
-constexpr int64_t kTaskFloats = int64_t{1} << 15;
+// Multiply-adds per chunk of rows for forward and din (about 0.1 ms): chunks are handed out
+// one at a time, so a thread that the OS preempts on a busy machine holds up only its chunk.
+constexpr int64_t kChunkMacs = int64_t{1} << 18;
 // Weight-gradient partial sums: at most this many groups of output rows, using at most this many
 // floats together. Part of how dw is summed, so fixed (never derived from the thread count).
 constexpr int64_t kMaxGroups = 32;
 constexpr int64_t kPartialFloats = int64_t{1} << 20;
-
-int64_t grain_for(int64_t floats_per_item) {
-  return std::max<int64_t>(1, kTaskFloats / std::max<int64_t>(floats_per_item, 1));
-}
+// Output rows per piece whose input rows are expanded at once (multiplier > 1).
+constexpr int64_t kPieceRows = 8;
 
 // Kernel taps [k0, k1) that fall inside [0, size) for a window starting at i0.
 struct Span {
@@ -42,7 +43,7 @@ inline Span valid_taps(int64_t i0, int64_t k, int64_t size) {
   return {std::max<int64_t>(0, -i0), std::min<int64_t>(k, size - i0)};
 }
 
-// Outputs [o0, o1) whose tap k reads inside [0, size): 0 <= o*stride - pad + k < size, o < out.
+// Outputs [k0, k1) whose tap k reads inside [0, size): 0 <= o*stride - pad + k < size, o < out.
 inline Span outputs_reading(int64_t k, int64_t pad, int64_t stride, int64_t size, int64_t out) {
   const int64_t lo = pad - k <= 0 ? 0 : (pad - k + stride - 1) / stride;
   const int64_t last = size - 1 + pad - k;  // o*stride <= last
@@ -50,14 +51,14 @@ inline Span outputs_reading(int64_t k, int64_t pad, int64_t stride, int64_t size
   return {lo, std::max(lo, hi)};
 }
 
-// The taps that input index t - pad (t = index + pad) feeds: k = k0, k0 + stride, ... (count of
-// them), the first one reaching output o0, each next one output o0 - 1.
+// The taps that read input index t - pad (t = index + pad): k = k0, k0 + stride, ... (count of
+// them); the first reads for output o0, each next one for the output before.
 struct Gather {
   int64_t k0, count, o0;
 };
 inline Gather taps_reading(int64_t t, int64_t k, int64_t stride, int64_t out) {
   int64_t k0 = std::max<int64_t>(0, t - (out - 1) * stride);  // output <= out - 1
-  k0 += (t - k0) % stride;                                    // (t - k0) a multiple of stride
+  k0 += (t - k0) % stride;                                    // t - k0 a multiple of stride
   const int64_t k1 = std::min(k - 1, t);                      // output >= 0
   if (k0 > k1) return {0, 0, 0};
   return {k0, (k1 - k0) / stride + 1, (t - k0) / stride};
@@ -74,68 +75,115 @@ struct Window {
 };
 
 // o[k] = init[k] (0 if init is nullptr) + sum over the taps in row-major order of a_t[k] * b_t[k],
-// for k in [c0, c0 + B), with the B sums in registers. init may be o.
-template <int64_t B>
+// for k in [c0, c0 + B), with the B sums in registers. init may be o. NX > 0 fixes win.nx at
+// compile time (the tap loop then unrolls).
+template <int64_t B, int64_t NX>
 inline void window_block(float* o, const float* init, const Window& win, int64_t c0) {
+  const float* const a0 = win.a + c0;
+  const float* const b0 = win.b + c0;
+  const int64_t a_dy = win.a_dy, a_dx = win.a_dx, b_dy = win.b_dy, b_dx = win.b_dx, ny = win.ny;
+  const int64_t nx = NX > 0 ? NX : win.nx;
   float acc[B];
   for (int64_t k = 0; k < B; ++k) acc[k] = init ? init[c0 + k] : 0.0f;
-  for (int64_t ty = 0; ty < win.ny; ++ty)
-    for (int64_t tx = 0; tx < win.nx; ++tx) {
-      const float* __restrict a = win.a + ty * win.a_dy + tx * win.a_dx + c0;
-      const float* __restrict b = win.b + ty * win.b_dy + tx * win.b_dx + c0;
+  for (int64_t ty = 0; ty < ny; ++ty)
+    for (int64_t tx = 0; tx < nx; ++tx) {
+      const float* __restrict a = a0 + ty * a_dy + tx * a_dx;
+      const float* __restrict b = b0 + ty * b_dy + tx * b_dx;
       for (int64_t k = 0; k < B; ++k) acc[k] += a[k] * b[k];
     }
   for (int64_t k = 0; k < B; ++k) o[c0 + k] = acc[k];
 }
 
-// Multiplier 1: o[k] = init[k] + sum_t a_t[k] * b_t[k] for k < c (all rows have c channels).
-// Blocks of 16 channels (four SSE registers of sums), then 4, then single channels; every
+// Blocks of 16 channels (four SSE registers of sums), then 8, 4 and single channels; every
 // channel sees the same order of additions.
-void window_sum(float* o, const float* init, const Window& win, int64_t c) {
+template <int64_t NX>
+void window_sum_nx(float* o, const float* init, const Window& win, int64_t c) {
   int64_t c0 = 0;
-  for (; c0 + 16 <= c; c0 += 16) window_block<16>(o, init, win, c0);
-  for (; c0 + 4 <= c; c0 += 4) window_block<4>(o, init, win, c0);
-  for (; c0 < c; ++c0) window_block<1>(o, init, win, c0);
+  for (; c0 + 16 <= c; c0 += 16) window_block<16, NX>(o, init, win, c0);
+  for (; c0 + 8 <= c; c0 += 8) window_block<8, NX>(o, init, win, c0);
+  for (; c0 + 4 <= c; c0 += 4) window_block<4, NX>(o, init, win, c0);
+  for (; c0 < c; ++c0) window_block<1, NX>(o, init, win, c0);
 }
 
-// Multiplier m > 1, a with c channels, b and o with c*m:
-// o[ic*m + j] = init[ic*m + j] + sum_t a_t[ic] * b_t[ic*m + j].
-void window_spread(float* o, const float* init, const Window& win, int64_t c, int64_t m) {
-  const int64_t oc = c * m;
-  if (init != o) {
-    for (int64_t k = 0; k < oc; ++k) o[k] = init ? init[k] : 0.0f;
+// o[k] = init[k] (0 if init is nullptr) + sum_t a_t[k] * b_t[k] for k < c, taps in row-major
+// order. Three taps per row (3x3 kernels) get their own unrolled copy.
+void window_sum(float* o, const float* init, const Window& win, int64_t c) {
+  if (win.nx == 3) window_sum_nx<3>(o, init, win, c);
+  else window_sum_nx<0>(o, init, win, c);
+}
+
+// dst[i*m + j] = src[i] for i < n, j < m. Common multipliers get a constant m, which lets the
+// loop vectorize.
+template <int64_t M>
+void repeat_each(float* __restrict dst, const float* __restrict src, int64_t n, int64_t m) {
+  if (M > 0) m = M;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < m; ++j) dst[i * m + j] = src[i];
+}
+void repeat_each(float* dst, const float* src, int64_t n, int64_t m) {
+  switch (m) {
+    case 2: return repeat_each<2>(dst, src, n, m);
+    case 3: return repeat_each<3>(dst, src, n, m);
+    case 4: return repeat_each<4>(dst, src, n, m);
+    default: return repeat_each<0>(dst, src, n, m);
   }
-  for (int64_t ty = 0; ty < win.ny; ++ty)
-    for (int64_t tx = 0; tx < win.nx; ++tx) {
-      const float* a = win.a + ty * win.a_dy + tx * win.a_dx;
-      const float* b = win.b + ty * win.b_dy + tx * win.b_dx;
-      for (int64_t ic = 0; ic < c; ++ic) {
-        const float v = a[ic];
-        for (int64_t j = 0; j < m; ++j) o[ic * m + j] += v * b[ic * m + j];
-      }
-    }
 }
 
-// Multiplier m > 1, a and b with c*m channels, o with c:
-// o[ic] = init[ic] + sum_t sum_{j<m} a_t[ic*m + j] * b_t[ic*m + j]. init may be o.
-void window_reduce(float* o, const float* init, const Window& win, int64_t c, int64_t m) {
-  if (init != o) {
-    for (int64_t ic = 0; ic < c; ++ic) o[ic] = init ? init[ic] : 0.0f;
+// o[i] += sum_{j<m} t[i*m + j] for i < n, with a constant m for the common multipliers.
+template <int64_t M>
+void add_group_sums(float* __restrict o, const float* __restrict t, int64_t n, int64_t m) {
+  if (M > 0) m = M;
+  for (int64_t i = 0; i < n; ++i) {
+    float s = 0.0f;
+    for (int64_t j = 0; j < m; ++j) s += t[i * m + j];
+    o[i] += s;
   }
-  for (int64_t ty = 0; ty < win.ny; ++ty)
-    for (int64_t tx = 0; tx < win.nx; ++tx) {
-      const float* a = win.a + ty * win.a_dy + tx * win.a_dx;
-      const float* b = win.b + ty * win.b_dy + tx * win.b_dx;
-      for (int64_t ic = 0; ic < c; ++ic) {
-        float s = 0.0f;
-        for (int64_t j = 0; j < m; ++j) s += a[ic * m + j] * b[ic * m + j];
-        o[ic] += s;
-      }
-    }
+}
+void add_group_sums(float* o, const float* t, int64_t n, int64_t m) {
+  switch (m) {
+    case 2: return add_group_sums<2>(o, t, n, m);
+    case 3: return add_group_sums<3>(o, t, n, m);
+    case 4: return add_group_sums<4>(o, t, n, m);
+    default: return add_group_sums<0>(o, t, n, m);
+  }
 }
 
-// Runs fn(item) for every item in [0, items) on up to num_threads() tasks. Items are handed out
-// one at a time, so a thread that the OS preempts on a busy machine holds up only its item.
+// The rows of x_M that the output rows [oy0, oy1) of image img read: row iy is
+// data + (iy - first) * w * c*M. For M = 1 they are the input itself; otherwise they are expanded
+// into buf (each channel repeated M times).
+struct InputRows {
+  const float* data;
+  int64_t first;
+};
+InputRows input_rows(std::vector<float>& buf, const float* in, const DepthwiseGeom& g, int64_t img, int64_t oy0,
+                     int64_t oy1) {
+  if (g.multiplier == 1) return {in + img * g.h * g.w * g.c, 0};
+  const int64_t m = g.multiplier;
+  const int64_t first = std::max<int64_t>(0, oy0 * g.stride_h - g.pad_top);
+  const int64_t last = std::min(g.h, (oy1 - 1) * g.stride_h - g.pad_top + g.kh);  // exclusive
+  const int64_t count = std::max<int64_t>(0, last - first) * g.w * g.c;  // input floats
+  buf.resize(static_cast<size_t>(count * m));
+  repeat_each(buf.data(), in + (img * g.h + first) * g.w * g.c, count, m);
+  return {buf.data(), first};
+}
+
+// Calls fn(img, oy0, oy1) for the output rows r = img*oh + oy in [r0, r1), in order, cut into
+// pieces within one image each. With M > 1 the pieces have at most kPieceRows rows, so that
+// their expanded input rows stay in cache until they are read.
+template <class Fn>
+void for_each_image_part(const DepthwiseGeom& g, int64_t r0, int64_t r1, Fn&& fn) {
+  const int64_t piece = g.multiplier == 1 ? g.oh : kPieceRows;
+  for (int64_t r = r0; r < r1;) {
+    const int64_t img = r / g.oh, oy0 = r % g.oh;
+    const int64_t oy1 = std::min({g.oh, oy0 + (r1 - r), oy0 + piece});
+    fn(img, oy0, oy1);
+    r += oy1 - oy0;
+  }
+}
+
+// Runs fn(item) for every item in [0, items) on up to num_threads() tasks of parallel_for.
+// Items are handed out one at a time, so a thread that the OS preempts on a busy machine holds
+// up only its item.
 template <class Fn>
 void for_each_item(int64_t items, Fn&& fn) {
   const int64_t tasks = std::min<int64_t>(num_threads(), items);
@@ -147,10 +195,52 @@ void for_each_item(int64_t items, Fn&& fn) {
   });
 }
 
-// din[i, iy, :] += the gather in the header comment, for the input rows r = i*h + iy in [r0, r1).
+// Runs fn(r0, r1) over [0, rows) in chunks of about kChunkMacs multiply-adds (rows of
+// macs_per_row each), handed out by for_each_item.
+template <class Fn>
+void for_row_chunks(int64_t rows, int64_t macs_per_row, Fn&& fn) {
+  const int64_t chunk = std::max<int64_t>(1, kChunkMacs / std::max<int64_t>(macs_per_row, 1));
+  for_each_item((rows + chunk - 1) / chunk, [&](int64_t i) { fn(i * chunk, std::min(rows, (i + 1) * chunk)); });
+}
+
+// out for the output rows r in [r0, r1).
+void forward_rows(float* out, const float* in, const float* w, const float* b, const DepthwiseGeom& g,
+                  int64_t r0, int64_t r1) {
+  const int64_t oc = g.c * g.multiplier;
+  std::vector<float> buf;
+  for_each_image_part(g, r0, r1, [&](int64_t img, int64_t oy0, int64_t oy1) {
+    const InputRows x = input_rows(buf, in, g, img, oy0, oy1);
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const int64_t iy0 = oy * g.stride_h - g.pad_top;
+      const Span sy = valid_taps(iy0, g.kh, g.h);
+      for (int64_t ox = 0; ox < g.ow; ++ox) {
+        const int64_t ix0 = ox * g.stride_w - g.pad_left;
+        const Span sx = valid_taps(ix0, g.kw, g.w);
+        float* o = out + ((img * g.oh + oy) * g.ow + ox) * oc;
+        // 'same'/'valid' windows always hold a real tap; only a hand-made geometry could not.
+        if (sy.k0 >= sy.k1 || sx.k0 >= sx.k1) {
+          for (int64_t k = 0; k < oc; ++k) o[k] = b ? b[k] : 0.0f;
+          continue;
+        }
+        const Window win{x.data + ((iy0 + sy.k0 - x.first) * g.w + ix0 + sx.k0) * oc,
+                         g.w * oc,
+                         oc,
+                         w + (sy.k0 * g.kw + sx.k0) * oc,
+                         g.kw * oc,
+                         oc,
+                         sy.k1 - sy.k0,
+                         sx.k1 - sx.k0};
+        window_sum(o, b, win, oc);
+      }
+    }
+  });
+}
+
+// din for the input rows r = img*h + iy in [r0, r1).
 void input_grad_rows(float* din, const float* dout, const float* w, const DepthwiseGeom& g, int64_t r0,
                      int64_t r1) {
-  const int64_t oc = g.c * g.multiplier;
+  const int64_t m = g.multiplier, oc = g.c * m;
+  std::vector<float> t(static_cast<size_t>(m > 1 ? oc : 0));
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t img = r / g.h, iy = r % g.h;
     const Gather ty = taps_reading(iy + g.pad_top, g.kh, g.stride_h, g.oh);
@@ -158,7 +248,7 @@ void input_grad_rows(float* din, const float* dout, const float* w, const Depthw
     for (int64_t ix = 0; ix < g.w; ++ix) {
       const Gather tx = taps_reading(ix + g.pad_left, g.kw, g.stride_w, g.ow);
       if (tx.count == 0) continue;
-      // The next tap (ky + sh or kx + sw) reads the previous output row or column.
+      // The next tap (ky + sh or kx + sw) reads the output row or column before.
       const Window win{dout + ((img * g.oh + ty.o0) * g.ow + tx.o0) * oc,
                        -g.ow * oc,
                        -oc,
@@ -168,45 +258,51 @@ void input_grad_rows(float* din, const float* dout, const float* w, const Depthw
                        ty.count,
                        tx.count};
       float* o = din + (r * g.w + ix) * g.c;
-      if (g.multiplier == 1) window_sum(o, o, win, g.c);
-      else window_reduce(o, o, win, g.c, g.multiplier);
+      if (m == 1) {
+        window_sum(o, o, win, g.c);
+        continue;
+      }
+      window_sum(t.data(), nullptr, win, oc);
+      add_group_sums(o, t.data(), g.c, m);
     }
   }
 }
 
-// part[ky,kx,:] += sum over the output rows r = i*oh + y in [r0, r1) and x < ow of
-// in[i, y*sh - pt + ky, x*sw - pl + kx, o / M] * dout[i,y,x,o]: row by row (one output row and
+// part[ky,kx,:] += the dw sum over the output rows r in [r0, r1): row by row (one output row and
 // its input rows stay in cache across the taps), each row over the taps in order.
 void weight_grad_rows(float* part, const float* dout, const float* in, const DepthwiseGeom& g, int64_t r0,
                       int64_t r1) {
   const int64_t oc = g.c * g.multiplier;
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t img = r / g.oh, oy = r % g.oh;
-    const int64_t iy0 = oy * g.stride_h - g.pad_top;
-    const Span sy = valid_taps(iy0, g.kh, g.h);
-    for (int64_t ky = sy.k0; ky < sy.k1; ++ky) {
-      const float* in_row = in + (img * g.h + iy0 + ky) * g.w * g.c;
-      for (int64_t kx = 0; kx < g.kw; ++kx) {
-        const Span xs = outputs_reading(kx, g.pad_left, g.stride_w, g.w, g.ow);
-        if (xs.k0 >= xs.k1) continue;
-        const Window win{in_row + (xs.k0 * g.stride_w - g.pad_left + kx) * g.c,
-                         0,
-                         g.stride_w * g.c,
-                         dout + (r * g.ow + xs.k0) * oc,
-                         0,
-                         oc,
-                         1,
-                         xs.k1 - xs.k0};
-        float* o = part + (ky * g.kw + kx) * oc;
-        if (g.multiplier == 1) window_sum(o, o, win, g.c);
-        else window_spread(o, o, win, g.c, g.multiplier);
+  std::vector<float> buf;
+  for_each_image_part(g, r0, r1, [&](int64_t img, int64_t oy0, int64_t oy1) {
+    const InputRows x = input_rows(buf, in, g, img, oy0, oy1);
+    for (int64_t oy = oy0; oy < oy1; ++oy) {
+      const int64_t iy0 = oy * g.stride_h - g.pad_top;
+      const Span sy = valid_taps(iy0, g.kh, g.h);
+      const float* dout_row = dout + (img * g.oh + oy) * g.ow * oc;
+      for (int64_t ky = sy.k0; ky < sy.k1; ++ky) {
+        const float* x_row = x.data + (iy0 + ky - x.first) * g.w * oc;
+        for (int64_t kx = 0; kx < g.kw; ++kx) {
+          const Span xs = outputs_reading(kx, g.pad_left, g.stride_w, g.w, g.ow);
+          if (xs.k0 >= xs.k1) continue;
+          const Window win{x_row + (xs.k0 * g.stride_w - g.pad_left + kx) * oc,
+                           0,
+                           g.stride_w * oc,
+                           dout_row + xs.k0 * oc,
+                           0,
+                           oc,
+                           1,
+                           xs.k1 - xs.k0};
+          float* o = part + (ky * g.kw + kx) * oc;
+          window_sum(o, o, win, oc);
+        }
       }
     }
-  }
+  });
 }
 
-// dw += sum over all output rows as in weight_grad_rows: a fixed number of contiguous groups of
-// rows, each summed in order into its own partial, then the partials in order into dw.
+// dw += the sum over all output rows: a fixed number of contiguous groups of rows, each summed
+// in order into its own partial, then the partials in order into dw.
 void weight_grad(float* dw, const float* dout, const float* in, const DepthwiseGeom& g) {
   const int64_t rows = g.n * g.oh;
   const int64_t size = g.kh * g.kw * g.c * g.multiplier;
@@ -237,34 +333,8 @@ DepthwiseGeom depthwise_geom(int64_t n, int64_t h, int64_t w, int64_t c, int64_t
 }
 
 void depthwise_forward(float* out, const float* in, const float* w, const float* b, const DepthwiseGeom& g) {
-  const int64_t oc = g.c * g.multiplier;
-  parallel_for(g.n * g.oh, grain_for(g.ow * g.kh * g.kw * oc), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t img = r / g.oh, oy = r % g.oh;
-      const int64_t iy0 = oy * g.stride_h - g.pad_top;
-      const Span sy = valid_taps(iy0, g.kh, g.h);
-      for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const int64_t ix0 = ox * g.stride_w - g.pad_left;
-        const Span sx = valid_taps(ix0, g.kw, g.w);
-        float* o = out + (r * g.ow + ox) * oc;
-        // 'same'/'valid' windows always hold a real tap; only a hand-made geometry could not.
-        if (sy.k0 >= sy.k1 || sx.k0 >= sx.k1) {
-          for (int64_t k = 0; k < oc; ++k) o[k] = b ? b[k] : 0.0f;
-          continue;
-        }
-        const Window win{in + ((img * g.h + iy0 + sy.k0) * g.w + ix0 + sx.k0) * g.c,
-                         g.w * g.c,
-                         g.c,
-                         w + (sy.k0 * g.kw + sx.k0) * oc,
-                         g.kw * oc,
-                         oc,
-                         sy.k1 - sy.k0,
-                         sx.k1 - sx.k0};
-        if (g.multiplier == 1) window_sum(o, b, win, g.c);
-        else window_spread(o, b, win, g.c, g.multiplier);
-      }
-    }
-  });
+  for_row_chunks(g.n * g.oh, g.ow * g.kh * g.kw * g.c * g.multiplier,
+                 [&](int64_t r0, int64_t r1) { forward_rows(out, in, w, b, g, r0, r1); });
 }
 
 void depthwise_backward(float* din, float* dw, float* db, const float* dout, const float* in,
@@ -275,8 +345,8 @@ void depthwise_backward(float* din, float* dw, float* db, const float* dout, con
   if (din) {
     // Taps per input pixel: about ceil(kh / sh) * ceil(kw / sw).
     const int64_t taps = ((g.kh + g.stride_h - 1) / g.stride_h) * ((g.kw + g.stride_w - 1) / g.stride_w);
-    parallel_for(g.n * g.h, grain_for(g.w * taps * oc),
-                 [&](int64_t r0, int64_t r1) { input_grad_rows(din, dout, w, g, r0, r1); });
+    for_row_chunks(g.n * g.h, g.w * taps * oc,
+                   [&](int64_t r0, int64_t r1) { input_grad_rows(din, dout, w, g, r0, r1); });
   }
 }
 

@@ -59,7 +59,10 @@ ModelEval evaluate_model_file(const std::filesystem::path& file, const DataChoic
     out.recipe = recipe::parse_recipe(im.recipe_yaml, file.string() + " (embedded recipe)");
     const std::string dataset = choice.dataset.empty() ? out.recipe.data.dataset : choice.dataset;
     const std::string path = !choice.path.empty() ? choice.path : (dataset == out.recipe.data.dataset ? out.recipe.data.path : "");
-    data::Dataset ds = data::load_dataset(dataset, choice.split, path);
+    recipe::DataSpec spec = out.recipe.data;
+    spec.dataset = dataset;
+    spec.path = path;
+    data::Dataset ds = data::load_split(spec, choice.split);
     data::check_fits(ds, std::vector<int64_t>(im.tensors[0].shape.begin(), im.tensors[0].shape.end()), im.classes(),
                      file.string());
     out.kind = "int8";
@@ -72,7 +75,10 @@ ModelEval evaluate_model_file(const std::filesystem::path& file, const DataChoic
   const recipe::DataSpec& norm = m.recipe.data;
   const std::string dataset = choice.dataset.empty() ? norm.dataset : choice.dataset;
   const std::string path = !choice.path.empty() ? choice.path : (dataset == norm.dataset ? norm.path : "");
-  data::Dataset ds = data::load_dataset(dataset, choice.split, path);
+  recipe::DataSpec spec = norm;
+  spec.dataset = dataset;
+  spec.path = path;
+  data::Dataset ds = data::load_split(spec, choice.split);
   data::check_fits(ds, m.recipe.model.input, m.graph->classes(), file.string());
   out.kind = m.kind;
   out.result = train::evaluate(*m.model, ds, data::all_indices(ds), norm, batch_size);

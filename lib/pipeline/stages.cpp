@@ -51,7 +51,7 @@ void remove_if_exists(const std::filesystem::path& p) {
 
 nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt) {
   spdlog::info("train: recipe '{}' -> {} ({} threads)", rc.name, run.root.string(), num_threads());
-  data::Dataset ds = data::load_dataset(rc.data.dataset, "train", rc.data.path);
+  data::Dataset ds = data::load_split(rc.data, "train");
   nn::Graph g = nn::build_graph(rc.model);
   data::check_fits(ds, rc.model.input, g.classes(), rc.file);
   data::Split split = data::make_split(ds, rc.data);
@@ -159,7 +159,7 @@ nlohmann::json ptq_stage(const recipe::Recipe& rc, const RunFolder& run, const S
   nn::Graph g = nn::build_graph(rc.model);
   quant::QuantPlan plan = quant::make_plan(g, rc.quant);
   std::vector<float> params = load_float_start(rc, run, opt, g, "ptq");
-  data::Dataset ds = data::load_dataset(rc.data.dataset, "train", rc.data.path);
+  data::Dataset ds = data::load_split(rc.data, "train");
   data::check_fits(ds, rc.model.input, g.classes(), rc.file);
   data::Split split = data::make_split(ds, rc.data);
   const char* methods[] = {"minmax", "percentile", "mse"};
@@ -209,7 +209,7 @@ nlohmann::json qat_stage(const recipe::Recipe& rc, const RunFolder& run, const S
            run.qat_state().string());
     train::check_matches(train::load_checkpoint(run.qat_state()), g, run.qat_state().string());
   }
-  data::Dataset ds = data::load_dataset(rc.data.dataset, "train", rc.data.path);
+  data::Dataset ds = data::load_split(rc.data, "train");
   data::check_fits(ds, rc.model.input, g.classes(), rc.file);
   recipe::DataSpec qdata = rc.data;
   qdata.train_subset = rc.qat.subset;
@@ -278,7 +278,7 @@ nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run) {
       continue;
     }
     ModelEval me = evaluate_model_file(path, DataChoice{rc.data.dataset, "test", rc.data.path}, rc.eval.batch_size);
-    data::Dataset test = data::load_dataset(rc.data.dataset, "test", rc.data.path);
+    data::Dataset test = data::load_split(rc.data, "test");
     runtime::Latency lat;
     nlohmann::json agreement;
     if (me.kind == "int8") {

@@ -237,6 +237,14 @@ ModelSpec read_model(MapReader& r) {
     r.check_range("classes", static_cast<double>(m.preset.classes), 2, 1 << 20);
     r.read("dropout", m.preset.dropout);
     r.check_range("dropout", m.preset.dropout, 0, 0.99);
+    if (r.has("bn_momentum")) {
+      double mom = 0;
+      r.read("bn_momentum", mom);
+      r.check_range("bn_momentum", mom, 0, 1);
+      m.preset.bn_momentum = mom;
+    } else {
+      r.node("bn_momentum");
+    }
     r.read_int_list("blocks", m.preset.blocks);
     for (int64_t b : m.preset.blocks)
       if (b < 1 || b > 64) r.error("blocks", "'model.blocks' entries must be in [1, 64]");
@@ -271,6 +279,8 @@ DataSpec read_data(MapReader& r) {
   r.read("mean", d.mean);
   r.read("std", d.std);
   r.check_range("std", d.std, 1e-6, kInf);
+  r.read("pad", d.pad);
+  r.check_range("pad", static_cast<double>(d.pad), 0, 1024);
   r.finish();
   return d;
 }

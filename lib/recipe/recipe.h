@@ -95,6 +95,9 @@ struct PresetSpec {
   // Blocks per stage: ResNets [3, 4, 6, 3] (four stages), NASNet [4] (normal cells per
   // stage); empty = the published depth. MobileNets take none.
   std::vector<int64_t> blocks;
+  // BatchNorm moving-average momentum of every layer; unset = the architecture's own (0.99,
+  // MobileNetV2 0.999, NASNet 0.9997). Short runs want a faster average.
+  std::optional<double> bn_momentum;
   Origin origin;
 };
 
@@ -111,6 +114,8 @@ struct DataSpec {
   int64_t train_subset = 0;     // 0 = all training images
   // Input scaling: x = (pixel / 255 - mean) / std.
   double mean = 0.0, std = 1.0;
+  // Zero pixels added on every side of each image (e.g. 2: 28x28 Fashion-MNIST as 32x32).
+  int64_t pad = 0;
 };
 
 enum class OptimizerKind { sgd, adam, adamw };
