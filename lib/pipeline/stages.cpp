@@ -133,6 +133,12 @@ std::vector<float> load_float_start(const recipe::Recipe& rc, const RunFolder& r
     fail("{}: {} is not a float model checkpoint; {} starts from the float.ckpt the train stage writes", stage,
          from.string(), stage);
   train::check_matches(ck, g, from.string());
+  // A run that starts from another float model keeps a copy as its own float.ckpt, so that the
+  // eval and report stages compare against the model the quantized ones came from.
+  if (!opt.from.empty() && !std::filesystem::equivalent(from, run.float_ckpt(), ec)) {
+    write_file_atomic(run.float_ckpt(), read_file(from));
+    spdlog::info("{}: copied {} to {}", stage, from.string(), run.float_ckpt().string());
+  }
   return std::move(ck.params);
 }
 
