@@ -129,7 +129,7 @@ std::vector<recipe::LayerSpec> nasnet_mobile(const recipe::PresetSpec& p, const 
   if (filters < 4) fail("{}: preset nasnet_mobile: alpha {} is too small; use alpha >= 0.05", p.origin.where, p.alpha);
   const int64_t stem_filters = std::max<int64_t>(1, std::lround(32.0 * p.alpha));
   NasNet n(p);
-  if (in[0] < 3) fail("{}: preset nasnet_mobile needs an input of at least 32x32", p.origin.where);
+  if (in[0] < 3) fail("{}: preset nasnet_mobile needs an input of at least 3x3 (its stem is a 3x3 valid convolution)", p.origin.where);
   n.L.conv("stem_conv1", stem_filters, 3, 2, false, false, "", kHe);
   Tensor x{n.L.bn("stem_bn1", kBn), (in[0] - 3) / 2 + 1, stem_filters};
   Tensor p_prev;
