@@ -51,8 +51,8 @@ void remove_if_exists(const std::filesystem::path& p) {
 
 nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt) {
   spdlog::info("train: recipe '{}' -> {} ({} threads)", rc.name, run.root.string(), num_threads());
+  nn::Graph g = nn::build_graph(rc.model);  // model mistakes first: they need no data
   data::Dataset ds = data::load_split(rc.data, "train");
-  nn::Graph g = nn::build_graph(rc.model);
   data::check_fits(ds, rc.model.input, g.classes(), rc.file);
   data::Split split = data::make_split(ds, rc.data);
   spdlog::info("train: {} parameters ({} trainable), {} MACs per image; {} training and {} validation images",
