@@ -9,8 +9,8 @@
 
 namespace qatc::data {
 
-Split make_split(const Dataset& ds, const recipe::DataSpec& spec) {
-  int64_t n = ds.n;
+Split make_split(int64_t total, const recipe::DataSpec& spec) {
+  int64_t n = total;
   if (spec.train_subset > 0) n = std::min<int64_t>(n, spec.train_subset);
   // Keras: split_at = int(n * (1 - validation_split)); the tail is validation.
   const auto split_at = static_cast<int64_t>(static_cast<double>(n) * (1.0 - spec.validation_split));
@@ -19,7 +19,7 @@ Split make_split(const Dataset& ds, const recipe::DataSpec& spec) {
   for (int64_t i = split_at; i < n; ++i) s.validation.push_back(static_cast<int32_t>(i));
   if (s.train.empty())
     fail("data: no training images left after train_subset={} and validation_split={} of {} images", spec.train_subset,
-         spec.validation_split, ds.n);
+         spec.validation_split, total);
   return s;
 }
 
@@ -52,15 +52,6 @@ void gather_pixels(const Dataset& ds, const int32_t* idx, int64_t n, uint8_t* x,
     std::memcpy(x + i * per, ds.images.data() + static_cast<int64_t>(idx[i]) * per, static_cast<size_t>(per));
     y[i] = ds.labels[static_cast<size_t>(idx[i])];
   }
-}
-
-void check_fits(const Dataset& ds, const std::vector<int64_t>& input, int64_t classes, const std::string& model) {
-  if (input.size() != 3 || ds.h != input[0] || ds.w != input[1] || ds.c != input[2])
-    fail("{}: images are {}x{}x{} but the model in {} takes input [{}, {}, {}]; fix model.input or the data", ds.name,
-         ds.h, ds.w, ds.c, model, input.at(0), input.at(1), input.at(2));
-  if (ds.classes > classes)
-    fail("{}: {} classes but the model in {} outputs {} logits; the last dense layer needs units: {}", ds.name,
-         ds.classes, model, classes, ds.classes);
 }
 
 }  // namespace qatc::data

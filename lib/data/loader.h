@@ -17,7 +17,7 @@ struct Split {
 
 // First train_subset images (0: all), then the last validation_split fraction of those
 // is held out for validation. Raises qatc::Error when nothing is left to train on.
-Split make_split(const Dataset& ds, const recipe::DataSpec& spec);
+Split make_split(int64_t n, const recipe::DataSpec& spec);
 
 // All indices 0..n-1.
 std::vector<int32_t> all_indices(const Dataset& ds);
@@ -28,8 +28,5 @@ void gather_batch(const Dataset& ds, const int32_t* idx, int64_t n, const recipe
 
 // Copies n examples' raw uint8 pixels [n, h, w, c] and their labels (the int8 model's input).
 void gather_pixels(const Dataset& ds, const int32_t* idx, int64_t n, uint8_t* x, int32_t* y);
-
-// Checks that a dataset fits a model input [h, w, c] and class count; raises qatc::Error.
-void check_fits(const Dataset& ds, const std::vector<int64_t>& input, int64_t classes, const std::string& model);
 
 }  // namespace qatc::data

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "data/catalog.h"
+#include "data/source.h"
 #include "data/loader.h"
 #include "quant/plan.h"
 #include "quant/quant_model.h"
@@ -62,11 +63,12 @@ ModelEval evaluate_model_file(const std::filesystem::path& file, const DataChoic
     recipe::DataSpec spec = out.recipe.data;
     spec.dataset = dataset;
     spec.path = path;
-    data::Dataset ds = data::load_split(spec, choice.split);
-    data::check_fits(ds, std::vector<int64_t>(im.tensors[0].shape.begin(), im.tensors[0].shape.end()), im.classes(),
+    const std::vector<int64_t> input(im.tensors[0].shape.begin(), im.tensors[0].shape.end());
+    std::unique_ptr<data::Source> ds = data::open_source(spec, choice.split, input);
+    data::check_fits(*ds, input, im.classes(),
                      file.string());
     out.kind = "int8";
-    out.result = runtime::evaluate_int(im, ds, data::all_indices(ds), batch_size);
+    out.result = runtime::evaluate_int(im, *ds, data::all_indices(*ds), batch_size);
     out.size_bytes = static_cast<int64_t>(std::filesystem::file_size(file));
     out.dataset = dataset + "/" + choice.split;
     return out;
@@ -78,10 +80,10 @@ ModelEval evaluate_model_file(const std::filesystem::path& file, const DataChoic
   recipe::DataSpec spec = norm;
   spec.dataset = dataset;
   spec.path = path;
-  data::Dataset ds = data::load_split(spec, choice.split);
-  data::check_fits(ds, m.recipe.model.input, m.graph->classes(), file.string());
+  std::unique_ptr<data::Source> ds = data::open_source(spec, choice.split, m.recipe.model.input);
+  data::check_fits(*ds, m.recipe.model.input, m.graph->classes(), file.string());
   out.kind = m.kind;
-  out.result = train::evaluate(*m.model, ds, data::all_indices(ds), norm, batch_size);
+  out.result = train::evaluate(*m.model, *ds, data::all_indices(*ds), batch_size);
   out.size_bytes = static_cast<int64_t>(std::filesystem::file_size(file));
   out.dataset = dataset + "/" + choice.split;
   out.recipe = std::move(m.recipe);

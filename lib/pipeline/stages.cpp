@@ -10,6 +10,7 @@
 #include "core/threads.h"
 #include "data/catalog.h"
 #include "data/loader.h"
+#include "data/source.h"
 #include "core/rng.h"
 #include "nn/graph.h"
 #include "convert/convert.h"
@@ -52,9 +53,9 @@ void remove_if_exists(const std::filesystem::path& p) {
 nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& opt) {
   spdlog::info("train: recipe '{}' -> {} ({} threads)", rc.name, run.root.string(), num_threads());
   nn::Graph g = nn::build_graph(rc.model);  // model mistakes first: they need no data
-  data::Dataset ds = data::load_split(rc.data, "train");
-  data::check_fits(ds, rc.model.input, g.classes(), rc.file);
-  data::Split split = data::make_split(ds, rc.data);
+  std::unique_ptr<data::Source> ds = data::open_source(rc.data, "train", rc.model.input);
+  data::check_fits(*ds, rc.model.input, g.classes(), rc.file);
+  data::Split split = data::make_split(ds->size(), rc.data);
   spdlog::info("train: {} parameters ({} trainable), {} MACs per image; {} training and {} validation images",
                g.param_floats, g.trainable_count(), nn::macs_per_example(g), split.train.size(),
                split.validation.size());
@@ -99,7 +100,7 @@ nlohmann::json train_stage(const recipe::Recipe& rc, const RunFolder& run, const
   cfg.recipe_yaml = rc.resolved_yaml;
   cfg.state_path = run.train_state();
   cfg.resume = opt.resume;
-  train::LoopResult res = train::train_loop(model, ds, split.train, split.validation, cfg, run.root);
+  train::LoopResult res = train::train_loop(model, *ds, split.train, split.validation, cfg, run.root);
 
   train::save_checkpoint(run.float_ckpt(), train::make_checkpoint(g, train::CheckpointKind::float_model,
                                                                   rc.resolved_yaml, model.params()));
@@ -133,13 +134,17 @@ std::vector<float> load_float_start(const recipe::Recipe& rc, const RunFolder& r
     fail("{}: {} is not a float model checkpoint; {} starts from the float.ckpt the train stage writes", stage,
          from.string(), stage);
   train::check_matches(ck, g, from.string());
-  // A run that starts from another float model keeps a copy as its own float.ckpt, so that the
-  // eval and report stages compare against the model the quantized ones came from.
-  if (!opt.from.empty() && !std::filesystem::equivalent(from, run.float_ckpt(), ec)) {
-    write_file_atomic(run.float_ckpt(), read_file(from));
-    spdlog::info("{}: copied {} to {}", stage, from.string(), run.float_ckpt().string());
-  }
   return std::move(ck.params);
+}
+
+// A run that starts from another float model keeps a copy as its own float.ckpt, so that the
+// eval and report stages compare against the model the quantized ones came from. Called once
+// every input is checked, so a refused run writes nothing.
+void keep_float_start(const RunFolder& run, const StageOptions& opt, const char* stage) {
+  std::error_code ec;
+  if (opt.from.empty() || std::filesystem::equivalent(opt.from, run.float_ckpt(), ec)) return;
+  write_file_atomic(run.float_ckpt(), read_file(opt.from));
+  spdlog::info("{}: copied {} to {}", stage, opt.from, run.float_ckpt().string());
 }
 
 quant::WeightRange weight_range_of(const recipe::PtqSpec& p) {
@@ -165,9 +170,9 @@ nlohmann::json ptq_stage(const recipe::Recipe& rc, const RunFolder& run, const S
   nn::Graph g = nn::build_graph(rc.model);
   quant::QuantPlan plan = quant::make_plan(g, rc.quant);
   std::vector<float> params = load_float_start(rc, run, opt, g, "ptq");
-  data::Dataset ds = data::load_split(rc.data, "train");
-  data::check_fits(ds, rc.model.input, g.classes(), rc.file);
-  data::Split split = data::make_split(ds, rc.data);
+  std::unique_ptr<data::Source> ds = data::open_source(rc.data, "train", rc.model.input);
+  data::check_fits(*ds, rc.model.input, g.classes(), rc.file);
+  data::Split split = data::make_split(ds->size(), rc.data);
   const char* methods[] = {"minmax", "percentile", "mse"};
   spdlog::info("ptq: calibrating {} weight and {} activation quantizers on {} batches of {} ({} activations, {} weights)",
                plan.weights.size(), plan.acts.size(), rc.ptq.batches, rc.ptq.batch_size,
@@ -184,13 +189,13 @@ nlohmann::json ptq_stage(const recipe::Recipe& rc, const RunFolder& run, const S
   const int64_t want = std::min<int64_t>(rc.ptq.batches * rc.ptq.batch_size, static_cast<int64_t>(perm.size()));
   std::vector<int32_t> idx(static_cast<size_t>(want));
   for (int64_t i = 0; i < want; ++i) idx[static_cast<size_t>(i)] = split.train[static_cast<size_t>(perm[static_cast<size_t>(i)])];
-  const int64_t per = ds.h * ds.w * ds.c;
+  const int64_t per = ds->example_floats();
   std::vector<float> x(static_cast<size_t>(rc.ptq.batch_size * per));
   std::vector<int32_t> y(static_cast<size_t>(rc.ptq.batch_size));
   model.begin_calibration();
   for (int64_t b = 0; b < want; b += rc.ptq.batch_size) {
     const int64_t n = std::min(rc.ptq.batch_size, want - b);
-    data::gather_batch(ds, idx.data() + b, n, rc.data, x.data(), y.data());
+    ds->gather(idx.data() + b, n, x.data(), y.data(), false, 0);
     model.forward(x.data(), n, nn::Mode::eval, 0);
   }
   model.end_calibration(rc.ptq.method, rc.ptq.percentile);
@@ -198,6 +203,7 @@ nlohmann::json ptq_stage(const recipe::Recipe& rc, const RunFolder& run, const S
   train::Checkpoint ck = train::make_checkpoint(g, train::CheckpointKind::quant_model, rc.resolved_yaml, model.params());
   ck.quant_state = model.save_state();
   write_file_atomic(run.recipe_copy(), rc.resolved_yaml);
+  keep_float_start(run, opt, "ptq");
   train::save_checkpoint(run.ptq_ckpt(), ck);
   report::append_metrics(run.root, {{"stage", "ptq"}, {"images", want}});
   spdlog::info("ptq: wrote {}", run.ptq_ckpt().string());
@@ -215,11 +221,11 @@ nlohmann::json qat_stage(const recipe::Recipe& rc, const RunFolder& run, const S
            run.qat_state().string());
     train::check_matches(train::load_checkpoint(run.qat_state()), g, run.qat_state().string());
   }
-  data::Dataset ds = data::load_split(rc.data, "train");
-  data::check_fits(ds, rc.model.input, g.classes(), rc.file);
+  std::unique_ptr<data::Source> ds = data::open_source(rc.data, "train", rc.model.input);
+  data::check_fits(*ds, rc.model.input, g.classes(), rc.file);
   recipe::DataSpec qdata = rc.data;
   qdata.train_subset = rc.qat.subset;
-  data::Split split = data::make_split(ds, qdata);
+  data::Split split = data::make_split(ds->size(), qdata);
   const auto& q = rc.qat;
   spdlog::info("qat: {} on {} images (validation {}), batch {}, {} lr {}; quant_delay_steps {}, "
                "freeze_bn_after_steps {}, freeze_observers_after_steps {}",
@@ -233,6 +239,7 @@ nlohmann::json qat_stage(const recipe::Recipe& rc, const RunFolder& run, const S
   quant::QatSchedule sched{q.quant_delay_steps, q.freeze_bn_after_steps, q.freeze_observers_after_steps};
   quant::QuantModel model(g, plan, std::move(params), q.batch_size, true, sched);
   write_file_atomic(run.recipe_copy(), rc.resolved_yaml);
+  keep_float_start(run, opt, "qat");
 
   train::LoopConfig cfg;
   cfg.stage = "qat";
@@ -247,7 +254,7 @@ nlohmann::json qat_stage(const recipe::Recipe& rc, const RunFolder& run, const S
   cfg.recipe_yaml = rc.resolved_yaml;
   cfg.state_path = run.qat_state();
   cfg.resume = opt.resume;
-  train::LoopResult res = train::train_loop(model, ds, split.train, split.validation, cfg, run.root);
+  train::LoopResult res = train::train_loop(model, *ds, split.train, split.validation, cfg, run.root);
 
   train::Checkpoint ck = train::make_checkpoint(g, train::CheckpointKind::quant_model, rc.resolved_yaml, model.params());
   ck.quant_state = model.save_state();
@@ -284,30 +291,30 @@ nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run) {
       continue;
     }
     ModelEval me = evaluate_model_file(path, DataChoice{rc.data.dataset, "test", rc.data.path}, rc.eval.batch_size);
-    data::Dataset test = data::load_split(rc.data, "test");
+    std::unique_ptr<data::Source> test = data::open_source(rc.data, "test", rc.model.input);
     runtime::Latency lat;
     nlohmann::json agreement;
     if (me.kind == "int8") {
       runtime::IntModel im = runtime::load_int_model(path);
-      lat = runtime::int_latency(im, test, kLatencyImages);
+      lat = runtime::int_latency(im, *test, kLatencyImages);
       // Simulated == integer: the fake-quant checkpoint this model was converted from.
       const auto source = run.root / (row.substr(0, 3) + ".ckpt");
       if (std::filesystem::exists(source, ec)) {
         LoadedModel fq = open_checkpoint(source, rc.eval.batch_size);
         runtime::Agreement a =
-            runtime::compare_with_fakequant(im, *fq.model, test, data::all_indices(test), rc.data, rc.eval.batch_size);
+            runtime::compare_with_fakequant(im, *fq.model, *test, data::all_indices(*test), rc.eval.batch_size);
         agreement = {{"top1", a.top1}, {"within_one_step", a.within_one_step}, {"max_step_diff", a.max_step_diff}};
         spdlog::info("eval: {} vs {}: same top-1 on {:.3f}% of images, {:.3f}% of logits within one step (max {})",
                      row, source.filename().string(), 100 * a.top1, 100 * a.within_one_step, a.max_step_diff);
       }
     } else {
       LoadedModel lm = open_checkpoint(path, 1);
-      lat = runtime::float_latency(*lm.model, test, rc.data, kLatencyImages);
+      lat = runtime::float_latency(*lm.model, *test, kLatencyImages);
     }
     nlohmann::json layers;
     if (me.kind == "fakequant") {
       LoadedModel lm = open_checkpoint(path, 512);
-      layers = report::to_json(report::layer_stats(dynamic_cast<const quant::QuantModel&>(*lm.model), test, rc.data, 512));
+      layers = report::to_json(report::layer_stats(dynamic_cast<const quant::QuantModel&>(*lm.model), *test, 512));
     }
     nlohmann::json j = {{"model", row},
                         {"accuracy", me.result.accuracy},

@@ -281,6 +281,22 @@ DataSpec read_data(MapReader& r) {
   r.check_range("std", d.std, 1e-6, kInf);
   r.read("pad", d.pad);
   r.check_range("pad", static_cast<double>(d.pad), 0, 1024);
+  const bool folder = d.dataset == "image_folder";
+  for (const char* k : {"preprocess", "augment", "val_dir", "labels_file", "background_class", "on_bad_image"})
+    if (!folder && r.has(k)) r.error(k, std::string("'") + k + "' applies to dataset image_folder only");
+  r.read("preprocess", d.preprocess);
+  if (d.preprocess != "tf" && d.preprocess != "caffe" && d.preprocess != "torch")
+    r.error("preprocess", "unknown value '" + d.preprocess + "' for 'preprocess'; expected one of: tf, caffe, torch");
+  r.read("augment", d.augment);
+  r.read("val_dir", d.val_dir);
+  r.read("labels_file", d.labels_file);
+  r.read("background_class", d.background_class);
+  r.read("on_bad_image", d.on_bad_image);
+  if (d.on_bad_image != "skip" && d.on_bad_image != "fail")
+    r.error("on_bad_image", "unknown value '" + d.on_bad_image + "' for 'on_bad_image'; expected one of: skip, fail");
+  if (folder && (r.has("mean") || r.has("std") || r.has("pad")))
+    r.error(r.has("mean") ? "mean" : r.has("std") ? "std" : "pad",
+            "image_folder normalizes with its 'preprocess' preset (tf, caffe, torch), not mean/std/pad");
   r.finish();
   return d;
 }

@@ -108,7 +108,7 @@ struct ModelSpec {
 };
 
 struct DataSpec {
-  std::string dataset;          // mnist | fashion_mnist
+  std::string dataset;          // mnist | fashion_mnist | image_folder
   std::string path;             // "" = standard location (fetched on first use)
   double validation_split = 0;  // last fraction of the training split, as Keras does
   int64_t train_subset = 0;     // 0 = all training images
@@ -116,6 +116,14 @@ struct DataSpec {
   double mean = 0.0, std = 1.0;
   // Zero pixels added on every side of each image (e.g. 2: 28x28 Fashion-MNIST as 32x32).
   int64_t pad = 0;
+  // image_folder only (lib/data/image_folder.h, preprocess.h): `path` holds train/<wnid>/ and
+  // val_dir (class folders, or flat with labels_file).
+  std::string preprocess = "tf";      // tf | caffe | torch
+  bool augment = true;                // training: random-resized-crop + horizontal flip
+  std::string val_dir = "val";
+  std::string labels_file;            // flat val folder: "<file> <index>" lines
+  bool background_class = false;      // class 0 = background, 1001 classes (TF-slim)
+  std::string on_bad_image = "skip";  // skip (warn, use the next image) | fail
 };
 
 enum class OptimizerKind { sgd, adam, adamw };

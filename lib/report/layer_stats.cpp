@@ -18,15 +18,14 @@ double sqnr_db(double signal, double noise) {
 
 }  // namespace
 
-std::vector<LayerStats> layer_stats(const quant::QuantModel& q, const data::Dataset& ds, const recipe::DataSpec& norm,
-                                    int64_t images) {
+std::vector<LayerStats> layer_stats(const quant::QuantModel& q, const data::Source& src, int64_t images) {
   const nn::Graph& g = q.graph();
   const quant::QuantPlan& plan = q.plan();
-  const int64_t n = std::min<int64_t>(images, ds.n);
-  std::vector<int32_t> idx = data::all_indices(ds);
-  std::vector<float> x(static_cast<size_t>(n * ds.h * ds.w * ds.c));
+  const int64_t n = std::min<int64_t>(images, src.size());
+  std::vector<int32_t> idx = data::all_indices(src);
+  std::vector<float> x(static_cast<size_t>(n * src.example_floats()));
   std::vector<int32_t> y(static_cast<size_t>(n));
-  data::gather_batch(ds, idx.data(), n, norm, x.data(), y.data());
+  src.gather(idx.data(), n, x.data(), y.data(), false, 0);
   // The float model with the same weights: activations before any quantization.
   nn::FloatEngine engine(g, n, false);
   std::vector<float> params = q.params();

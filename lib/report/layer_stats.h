@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "data/dataset.h"
+#include "data/source.h"
 #include "quant/quant_model.h"
 #include "recipe/recipe.h"
 
@@ -25,7 +25,7 @@ struct LayerStats {
   double act_clipped = 0;  // share of values outside the quantizer's range
 };
 
-std::vector<LayerStats> layer_stats(const quant::QuantModel& q, const data::Dataset& ds, const recipe::DataSpec& norm,
+std::vector<LayerStats> layer_stats(const quant::QuantModel& q, const data::Source& src,
                                     int64_t images);
 
 nlohmann::json to_json(const std::vector<LayerStats>& s);

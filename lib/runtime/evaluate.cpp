@@ -42,29 +42,58 @@ Latency time_per_image(int64_t images, F&& run_one) {
 
 }  // namespace
 
-train::EvalResult evaluate_int(const IntModel& m, const data::Dataset& ds, const std::vector<int32_t>& indices,
+namespace {
+
+// One batch of model inputs for both engines: the raw pixels when the source has them (the
+// integer model then quantizes them exactly), and the model-input floats.
+class InputBatch {
+ public:
+  InputBatch(const data::Source& src, int64_t batch) : src_(src) {
+    const auto per = static_cast<size_t>(src.example_floats());
+    xf_.resize(static_cast<size_t>(batch) * per);
+    y_.resize(static_cast<size_t>(batch));
+    if (src.pixels()) px_.resize(static_cast<size_t>(batch) * per);
+  }
+  void load(const int32_t* idx, int64_t n) {
+    src_.gather(idx, n, xf_.data(), y_.data(), false, 0);
+    if (const data::Dataset* ds = src_.pixels()) data::gather_pixels(*ds, idx, n, px_.data(), y_.data());
+  }
+  const int8_t* run(Executor& ex, int64_t n) const {
+    return px_.empty() ? ex.run_float(xf_.data(), n) : ex.run(px_.data(), n);
+  }
+  const float* floats() const { return xf_.data(); }
+  const int32_t* labels() const { return y_.data(); }
+
+ private:
+  const data::Source& src_;
+  std::vector<float> xf_;
+  std::vector<uint8_t> px_;
+  std::vector<int32_t> y_;
+};
+
+}  // namespace
+
+train::EvalResult evaluate_int(const IntModel& m, const data::Source& src, const std::vector<int32_t>& indices,
                                int64_t batch_size) {
   const auto t0 = std::chrono::steady_clock::now();
   Executor ex(m, batch_size);
-  const int64_t per = ds.h * ds.w * ds.c;
   const int64_t classes = m.classes();
   const QTensor& out = m.tensors[static_cast<size_t>(m.output)];
   const quant::QParams oq{static_cast<float>(out.scale), out.zero_point, -128, 127};
-  std::vector<uint8_t> x(static_cast<size_t>(batch_size * per));
-  std::vector<int32_t> y(static_cast<size_t>(batch_size));
+  InputBatch in(src, batch_size);
   std::vector<float> logits(static_cast<size_t>(batch_size * classes));
   train::EvalResult r;
   double loss = 0;
   const auto total = static_cast<int64_t>(indices.size());
   for (int64_t b = 0; b < total; b += batch_size) {
     const int64_t n = std::min(batch_size, total - b);
-    data::gather_pixels(ds, indices.data() + b, n, x.data(), y.data());
-    const int8_t* q = ex.run(x.data(), n);
+    in.load(indices.data() + b, n);
+    const int8_t* q = in.run(ex, n);
     for (int64_t k = 0; k < n * classes; ++k) logits[static_cast<size_t>(k)] = quant::dequantize(q[k], oq);
-    nn::LossResult lr = nn::softmax_xent(nullptr, logits.data(), y.data(), n, classes);
+    nn::LossResult lr = nn::softmax_xent(nullptr, logits.data(), in.labels(), n, classes);
     loss += lr.loss_sum;
     // Top-1 on the integer logits (the dequantization is monotone, ties resolve the same way).
-    for (int64_t i = 0; i < n; ++i) r.correct += argmax(q + i * classes, classes) == y[static_cast<size_t>(i)];
+    for (int64_t i = 0; i < n; ++i) r.correct += argmax(q + i * classes, classes) == in.labels()[i];
   }
   r.examples = total;
   r.accuracy = total ? static_cast<double>(r.correct) / static_cast<double>(total) : 0.0;
@@ -73,26 +102,21 @@ train::EvalResult evaluate_int(const IntModel& m, const data::Dataset& ds, const
   return r;
 }
 
-Agreement compare_with_fakequant(const IntModel& m, train::Trainable& fakequant, const data::Dataset& ds,
-                                 const std::vector<int32_t>& indices, const recipe::DataSpec& norm,
-                                 int64_t batch_size) {
+Agreement compare_with_fakequant(const IntModel& m, train::Trainable& fakequant, const data::Source& src,
+                                 const std::vector<int32_t>& indices, int64_t batch_size) {
   Executor ex(m, batch_size);
-  const int64_t per = ds.h * ds.w * ds.c;
   const int64_t classes = m.classes();
   const QTensor& out = m.tensors[static_cast<size_t>(m.output)];
   const quant::QParams oq{static_cast<float>(out.scale), out.zero_point, -128, 127};
-  std::vector<uint8_t> px(static_cast<size_t>(batch_size * per));
-  std::vector<float> xf(static_cast<size_t>(batch_size * per));
-  std::vector<int32_t> y(static_cast<size_t>(batch_size));
+  InputBatch in(src, batch_size);
   Agreement a;
   int64_t same = 0, close = 0;
   const auto total = static_cast<int64_t>(indices.size());
   for (int64_t b = 0; b < total; b += batch_size) {
     const int64_t n = std::min(batch_size, total - b);
-    data::gather_pixels(ds, indices.data() + b, n, px.data(), y.data());
-    data::gather_batch(ds, indices.data() + b, n, norm, xf.data(), y.data());
-    const int8_t* qi = ex.run(px.data(), n);
-    const float* fl = fakequant.forward(xf.data(), n, nn::Mode::eval, 0);
+    in.load(indices.data() + b, n);
+    const int8_t* qi = in.run(ex, n);
+    const float* fl = fakequant.forward(in.floats(), n, nn::Mode::eval, 0);
     for (int64_t i = 0; i < n; ++i) {
       same += argmax(qi + i * classes, classes) == argmax(fl + i * classes, classes);
       for (int64_t k = 0; k < classes; ++k) {
@@ -108,21 +132,19 @@ Agreement compare_with_fakequant(const IntModel& m, train::Trainable& fakequant,
   return a;
 }
 
-Latency int_latency(const IntModel& m, const data::Dataset& ds, int64_t images) {
+Latency int_latency(const IntModel& m, const data::Source& src, int64_t images) {
   Executor ex(m, 1);
-  const int64_t per = ds.h * ds.w * ds.c;
-  return time_per_image(images, [&](int64_t i) { ex.run(ds.images.data() + (i % ds.n) * per, 1); });
+  InputBatch in(src, 1);
+  const int32_t first = 0;
+  in.load(&first, 1);  // outside the timing: decoding an image folder's file is not inference
+  return time_per_image(images, [&](int64_t) { in.run(ex, 1); });
 }
 
-Latency float_latency(train::Trainable& model, const data::Dataset& ds, const recipe::DataSpec& norm, int64_t images) {
-  const int64_t per = ds.h * ds.w * ds.c;
-  std::vector<float> x(static_cast<size_t>(per));
-  int32_t y;
-  return time_per_image(images, [&](int64_t i) {
-    const auto idx = static_cast<int32_t>(i % ds.n);
-    data::gather_batch(ds, &idx, 1, norm, x.data(), &y);
-    model.forward(x.data(), 1, nn::Mode::eval, 0);
-  });
+Latency float_latency(train::Trainable& model, const data::Source& src, int64_t images) {
+  InputBatch in(src, 1);
+  const int32_t first = 0;
+  in.load(&first, 1);
+  return time_per_image(images, [&](int64_t) { model.forward(in.floats(), 1, nn::Mode::eval, 0); });
 }
 
 }  // namespace qatc::runtime

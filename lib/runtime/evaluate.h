@@ -5,14 +5,14 @@
 #include <cstdint>
 #include <vector>
 
-#include "data/dataset.h"
+#include "data/source.h"
 #include "runtime/int_model.h"
 #include "train/evaluate.h"
 #include "train/model.h"
 
 namespace qatc::runtime {
 
-train::EvalResult evaluate_int(const IntModel& m, const data::Dataset& ds, const std::vector<int32_t>& indices,
+train::EvalResult evaluate_int(const IntModel& m, const data::Source& src, const std::vector<int32_t>& indices,
                                int64_t batch_size);
 
 struct Agreement {
@@ -22,17 +22,17 @@ struct Agreement {
   int32_t max_step_diff = 0;
 };
 
-// Runs both models on the same images: the fake-quant model on normalized floats, the int8
-// model on the raw pixels; logits compared on the int8 output grid.
-Agreement compare_with_fakequant(const IntModel& m, train::Trainable& fakequant, const data::Dataset& ds,
-                                 const std::vector<int32_t>& indices, const recipe::DataSpec& norm,
-                                 int64_t batch_size);
+// Runs both models on the same images: the fake-quant model on the model-input floats, the
+// int8 model on the raw pixels (or on those floats when the source has no pixels); logits
+// compared on the int8 output grid.
+Agreement compare_with_fakequant(const IntModel& m, train::Trainable& fakequant, const data::Source& src,
+                                 const std::vector<int32_t>& indices, int64_t batch_size);
 
 // Median and 90th-percentile milliseconds per image at batch 1 over `images` images.
 struct Latency {
   double median_ms = 0, p90_ms = 0;
 };
-Latency int_latency(const IntModel& m, const data::Dataset& ds, int64_t images);
-Latency float_latency(train::Trainable& model, const data::Dataset& ds, const recipe::DataSpec& norm, int64_t images);
+Latency int_latency(const IntModel& m, const data::Source& src, int64_t images);
+Latency float_latency(train::Trainable& model, const data::Source& src, int64_t images);
 
 }  // namespace qatc::runtime

@@ -204,8 +204,24 @@ int64_t Executor::arena_bytes() const {
 const int8_t* Executor::run(const uint8_t* pixels, int64_t n) {
   QATC_CHECK_GE(n, 1);
   reserve(n);
+  ref::quantize_u8_to_qs8(buffers_[static_cast<size_t>(slot_[0])].data(), pixels, n * numel(m_.tensors[0].shape),
+                          m_.input_quant);
+  return run_layers(n);
+}
+
+const int8_t* Executor::run_float(const float* x, int64_t n) {
+  QATC_CHECK_GE(n, 1);
+  reserve(n);
+  const QTensor& t = m_.tensors[0];
+  const quant::QParams q{static_cast<float>(t.scale), t.zero_point, -(1 << (t.bits - 1)), (1 << (t.bits - 1)) - 1};
+  int8_t* out = buffers_[static_cast<size_t>(slot_[0])].data();
+  const int64_t count = n * numel(t.shape);
+  for (int64_t k = 0; k < count; ++k) out[k] = static_cast<int8_t>(quant::quantize(x[k], q));
+  return run_layers(n);
+}
+
+const int8_t* Executor::run_layers(int64_t n) {
   auto buf = [&](int32_t t) { return buffers_[static_cast<size_t>(slot_[static_cast<size_t>(t)])].data(); };
-  ref::quantize_u8_to_qs8(buf(0), pixels, n * numel(m_.tensors[0].shape), m_.input_quant);
   std::vector<const int8_t*> ins;
   for (size_t li = 0; li < m_.layers.size(); ++li) {
     const IntLayer& l = m_.layers[li];

@@ -23,6 +23,10 @@ class Executor {
 
   // pixels [n, h, w, c] uint8 -> int8 logits [n, classes] (valid until the next call).
   const int8_t* run(const uint8_t* pixels, int64_t n);
+  // The same from model-input floats x [n, h, w, c] (preprocessed images, e.g. an image folder):
+  // q = clamp(round(x / scale) + zero_point) on the input tensor's grid, as the fake-quant
+  // model's input quantizer computes it.
+  const int8_t* run_float(const float* x, int64_t n);
   // Runs layer `layer` alone on n examples: inputs[k] holds its k-th input tensor, out its
   // output (must not overlap them). For per-layer checks and reports.
   void run_layer(size_t layer, const int8_t* const* inputs, int8_t* out, int64_t n);
@@ -33,6 +37,7 @@ class Executor {
 
  private:
   void reserve(int64_t n);
+  const int8_t* run_layers(int64_t n);
 
   const IntModel& m_;
   int64_t max_batch_ = 0;

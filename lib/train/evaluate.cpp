@@ -3,24 +3,23 @@
 
 #include <chrono>
 
-#include "data/loader.h"
 #include "nn/loss.h"
 
 namespace qatc::train {
 
-EvalResult evaluate(Trainable& model, const data::Dataset& ds, const std::vector<int32_t>& indices,
-                    const recipe::DataSpec& norm, int64_t batch_size) {
+EvalResult evaluate(Trainable& model, const data::Source& src, const std::vector<int32_t>& indices,
+                    int64_t batch_size) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t per = ds.h * ds.w * ds.c;
+  const int64_t per = src.example_floats();
   const int64_t classes = model.graph().classes();
   std::vector<float> x(static_cast<size_t>(batch_size * per));
   std::vector<int32_t> y(static_cast<size_t>(batch_size));
   EvalResult r;
   double loss_sum = 0;
   const auto total = static_cast<int64_t>(indices.size());
-  for (int64_t b = 0; b < total; b += batch_size) {
-    const int64_t n = std::min(batch_size, total - b);
-    data::gather_batch(ds, indices.data() + b, n, norm, x.data(), y.data());
+  auto batches = src.stream(indices, batch_size, false, 0);
+  int64_t n = 0;
+  while (batches->next(x.data(), y.data(), &n)) {
     const float* logits = model.forward(x.data(), n, nn::Mode::eval, 0);
     nn::LossResult lr = nn::softmax_xent(nullptr, logits, y.data(), n, classes);
     loss_sum += lr.loss_sum;

@@ -4,8 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "data/dataset.h"
-#include "recipe/recipe.h"
+#include "data/source.h"
 #include "train/model.h"
 
 namespace qatc::train {
@@ -16,7 +15,7 @@ struct EvalResult {
   double seconds = 0;
 };
 
-EvalResult evaluate(Trainable& model, const data::Dataset& ds, const std::vector<int32_t>& indices,
-                    const recipe::DataSpec& norm, int64_t batch_size);
+EvalResult evaluate(Trainable& model, const data::Source& src, const std::vector<int32_t>& indices,
+                    int64_t batch_size);
 
 }  // namespace qatc::train

@@ -22,6 +22,7 @@ namespace {
 // Stream tags for derive_seed: each purpose draws from its own stream.
 constexpr uint64_t kShuffleStream = 0x5AFF1E;
 constexpr uint64_t kStepStream = 0x57E9;
+constexpr uint64_t kAugmentStream = 0xA06;
 
 void save_state(const LoopConfig& cfg, Trainable& model, const Optimizer& opt, const Progress& prog) {
   Checkpoint ck = make_checkpoint(model.graph(), CheckpointKind::train_state, cfg.recipe_yaml, model.params());
@@ -35,7 +36,7 @@ void save_state(const LoopConfig& cfg, Trainable& model, const Optimizer& opt, c
 
 }  // namespace
 
-LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vector<int32_t>& train,
+LoopResult train_loop(Trainable& model, const data::Source& src, const std::vector<int32_t>& train,
                       const std::vector<int32_t>& val, const LoopConfig& cfg, const std::filesystem::path& run_dir) {
   const nn::Graph& g = model.graph();
   const int64_t n_train = static_cast<int64_t>(train.size());
@@ -44,7 +45,7 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
   const int64_t epochs = cfg.max_steps > 0 ? (cfg.max_steps + steps_per_epoch - 1) / steps_per_epoch : cfg.epochs;
   const int64_t total_steps = cfg.max_steps > 0 ? cfg.max_steps : steps_per_epoch * epochs;
   const int64_t classes = g.classes();
-  const int64_t per = ds.h * ds.w * ds.c;
+  const int64_t per = src.example_floats();
 
   Optimizer opt(cfg.optimizer, g);
   Progress prog;
@@ -92,11 +93,14 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
     nlohmann::json curve = nlohmann::json::array();
     const int64_t first_step = epoch == prog.epoch ? prog.step_in_epoch : 0;
     const int64_t last_step = std::min(steps_per_epoch, total_steps - epoch * steps_per_epoch);
+    // Batches from first_step on, augmented with a seed of (seed, epoch) and each example's index,
+    // so a resumed epoch sees exactly the batches the uninterrupted one would have.
+    auto batches = src.stream(std::vector<int32_t>(order.begin() + first_step * bs, order.end()), bs, true,
+                              derive_seed(cfg.seed, kAugmentStream, static_cast<uint64_t>(epoch)));
     for (int64_t step = first_step; step < last_step; ++step) {
-      const int64_t b = step * bs;
-      const int64_t n = std::min(bs, n_train - b);
+      int64_t n = 0;
+      QATC_CHECK(batches->next(x.data(), y.data(), &n));
       const int64_t gstep = epoch * steps_per_epoch + step;
-      data::gather_batch(ds, order.data() + b, n, cfg.data, x.data(), y.data());
       std::memset(model.grads().data(), 0, model.grads().size() * sizeof(float));
       model.before_step(gstep);
       const float* logits = model.forward(x.data(), n, nn::Mode::train, derive_seed(cfg.seed, kStepStream, gstep));
@@ -132,7 +136,7 @@ LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vect
                     secs > 0 ? static_cast<double>(seen) / secs : 0.0};
     std::string extra;
     if (!val.empty()) {
-      EvalResult v = evaluate(model, ds, val, cfg.data, std::max<int64_t>(bs, 256));
+      EvalResult v = evaluate(model, src, val, std::max<int64_t>(bs, 256));
       es.val_loss = v.loss;
       es.val_accuracy = v.accuracy;
       extra = fmt::format(", val_loss {:.4f} val_acc {:.2f}%", v.loss, 100 * v.accuracy);

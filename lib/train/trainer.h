@@ -8,7 +8,7 @@
 #include <functional>
 #include <string>
 
-#include "data/dataset.h"
+#include "data/source.h"
 #include "recipe/recipe.h"
 #include "train/checkpoint.h"
 #include "train/model.h"
@@ -42,10 +42,11 @@ struct LoopResult {
   double seconds = 0;
 };
 
-// Trains `model` on `train` split of `ds`; validation on `val` (may be empty).
+// Trains `model` on examples `train` of `src` (augmented, when the source augments);
+// validation on examples `val` of it (may be empty).
 // Appends one metrics line per epoch into run_dir/metrics.jsonl.
 // Raises JobFailed on a non-finite loss (the last good checkpoint stays in place).
-LoopResult train_loop(Trainable& model, const data::Dataset& ds, const std::vector<int32_t>& train,
+LoopResult train_loop(Trainable& model, const data::Source& src, const std::vector<int32_t>& train,
                       const std::vector<int32_t>& val, const LoopConfig& cfg, const std::filesystem::path& run_dir);
 
 }  // namespace qatc::train

@@ -6,6 +6,7 @@
 
 #include "convert/convert.h"
 #include "data/loader.h"
+#include "data/source.h"
 #include "fixtures/tiny.h"
 #include "nn/graph.h"
 #include "quant/quant_model.h"
@@ -80,7 +81,8 @@ Trained train_qat(const char* yaml = kModel, const std::vector<std::string>& set
   t.r = recipe::parse_recipe(yaml, "c.yaml", sets);
   t.g = std::make_unique<nn::Graph>(nn::build_graph(t.r.model));
   t.ds = testing::tiny_dataset(200);
-  data::Split s = data::make_split(t.ds, t.r.data);
+  data::Split s = data::make_split(t.ds.n, t.r.data);
+  data::MemorySource src(t.ds, t.r.data);
   std::vector<float> p(static_cast<size_t>(t.g->param_floats));
   nn::init_params(*t.g, p.data(), t.r.seed);
   auto dir = std::filesystem::temp_directory_path() / ("qatc_convert_test_" + std::to_string(::getpid()));
@@ -91,11 +93,11 @@ Trained train_qat(const char* yaml = kModel, const std::vector<std::string>& set
   c.data = t.r.data;
   c.state_path = dir / "s.ckpt";
   train::FloatModel f(*t.g, p, 8, true);
-  train::train_loop(f, t.ds, s.train, s.validation, c, dir);
+  train::train_loop(f, src, s.train, s.validation, c, dir);
   quant::QatSchedule sched{0, t.r.qat.freeze_bn_after_steps, -1};
   t.q = std::make_unique<quant::QuantModel>(*t.g, quant::make_plan(*t.g, t.r.quant), f.params(), 8, true, sched);
   c.stage = "qat";
-  train::train_loop(*t.q, t.ds, s.train, s.validation, c, dir);
+  train::train_loop(*t.q, src, s.train, s.validation, c, dir);
   std::filesystem::remove_all(dir);
   return t;
 }
@@ -204,7 +206,7 @@ TEST_CASE("convert: simulated equals integer on the whole tiny set") {
   for (const char* yaml : {kModel, kDagModel}) {
   Trained t = train_qat(yaml);
   runtime::IntModel m = convert::to_int_model(*t.q, t.r, "qat");
-  runtime::Agreement a = runtime::compare_with_fakequant(m, *t.q, t.ds, data::all_indices(t.ds), t.r.data, 32);
+  runtime::Agreement a = runtime::compare_with_fakequant(m, *t.q, data::MemorySource(t.ds, t.r.data), data::all_indices(t.ds), 32);
   CHECK(a.examples == 200);
   CHECK(a.top1 >= 0.99);
   CHECK(a.within_one_step >= 0.99);

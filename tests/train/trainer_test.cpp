@@ -6,6 +6,7 @@
 
 #include "core/threads.h"
 #include "data/loader.h"
+#include "data/source.h"
 #include "fixtures/tiny.h"
 #include "nn/graph.h"
 #include "train/evaluate.h"
@@ -59,9 +60,9 @@ struct Trained {
 
 Trained train_tiny(const recipe::Recipe& r, const fs::path& dir, int threads) {
   set_num_threads(threads);
-  data::Dataset ds = testing::tiny_dataset(120);
+  data::MemorySource ds(testing::tiny_dataset(120), r.data);
   nn::Graph g = nn::build_graph(r.model);
-  data::Split s = data::make_split(ds, r.data);
+  data::Split s = data::make_split(ds.size(), r.data);
   std::vector<float> p(static_cast<size_t>(g.param_floats));
   nn::init_params(g, p.data(), r.seed);
   train::FloatModel m(g, p, r.train.batch_size, true);
@@ -100,9 +101,9 @@ TEST_CASE("trainer: a killed run resumes to exactly the uninterrupted result") {
   fs::path full_dir = temp_dir("full"), kill_dir = temp_dir("kill");
   Trained full = train_tiny(r, full_dir, 1);
 
-  data::Dataset ds = testing::tiny_dataset(120);
+  data::MemorySource ds(testing::tiny_dataset(120), r.data);
   nn::Graph g = nn::build_graph(r.model);
-  data::Split s = data::make_split(ds, r.data);
+  data::Split s = data::make_split(ds.size(), r.data);
   std::vector<float> p(static_cast<size_t>(g.param_floats));
   nn::init_params(g, p.data(), r.seed);
   {
@@ -123,9 +124,9 @@ TEST_CASE("trainer: a killed run resumes to exactly the uninterrupted result") {
 TEST_CASE("trainer: a NaN loss stops with JobFailed and keeps the last good checkpoint") {
   recipe::Recipe r = testing::tiny_recipe();
   fs::path d = temp_dir("nan");
-  data::Dataset ds = testing::tiny_dataset(120);
+  data::MemorySource ds(testing::tiny_dataset(120), r.data);
   nn::Graph g = nn::build_graph(r.model);
-  data::Split s = data::make_split(ds, r.data);
+  data::Split s = data::make_split(ds.size(), r.data);
   std::vector<float> p(static_cast<size_t>(g.param_floats));
   nn::init_params(g, p.data(), r.seed);
   Faulty m(g, p, r.train.batch_size, -1, /*nan_at=*/14);
@@ -149,8 +150,8 @@ TEST_CASE("trainer: resume refuses a state from another model") {
   train_tiny(r, d, 1);
   recipe::Recipe r2 = testing::tiny_recipe({"model.layers.0.filters=5"});
   nn::Graph g2 = nn::build_graph(r2.model);
-  data::Dataset ds = testing::tiny_dataset(120);
-  data::Split s = data::make_split(ds, r2.data);
+  data::MemorySource ds(testing::tiny_dataset(120), r2.data);
+  data::Split s = data::make_split(ds.size(), r2.data);
   train::FloatModel m(g2, std::vector<float>(static_cast<size_t>(g2.param_floats)), 8, true);
   train::LoopConfig cfg = config_of(r2, d);
   cfg.resume = true;
