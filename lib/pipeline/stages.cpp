@@ -375,11 +375,11 @@ nlohmann::json report_stage(const RunFolder& run) {
   std::string curve;
   for (const auto& m : metrics)
     if (m.value("stage", "") == "train" && m.contains("epoch"))
-      curve += fmt::format("| {} | {:.4f} | {:.2f}% | {} | {:.1f} |\n", m.value("epoch", 0), m.value("loss", 0.0),
-                           100 * m.value("accuracy", 0.0),
-                           m.contains("val_accuracy") ? fmt::format("{:.2f}%", 100 * m.value("val_accuracy", 0.0))
+      curve += fmt::format("| {} | {:.4f} | {:.2f}% | {} | {:.1f} |\n", m.value("epoch", 0), report::number(m, "loss"),
+                           100 * report::number(m, "accuracy"),
+                           m.contains("val_accuracy") ? fmt::format("{:.2f}%", 100 * report::number(m, "val_accuracy"))
                                                       : std::string("-"),
-                           m.value("seconds", 0.0));
+                           report::number(m, "seconds"));
   if (!curve.empty())
     md += "\n## Float training\n\n| epoch | loss | accuracy | val accuracy | seconds |\n|---|---|---|---|---|\n" + curve;
   for (const auto& r : results) {
@@ -391,9 +391,9 @@ nlohmann::json report_stage(const RunFolder& run) {
       md += fmt::format("| {}{} | {} | {} | {} | {:.1f} | {:.4f}% |\n", l.value("layer", ""),
                         l.value("skipped", false) ? " (float)" : "",
                         l.contains("weight_bits") ? std::to_string(l.value("weight_bits", 0)) : "-",
-                        l.contains("weight_sqnr_db") ? fmt::format("{:.1f}", l.value("weight_sqnr_db", 0.0)) : "-",
-                        l.value("activation_bits", 0), l.value("activation_sqnr_db", 0.0),
-                        100 * l.value("activation_clipped", 0.0));
+                        l.contains("weight_sqnr_db") ? fmt::format("{:.1f}", report::number(l, "weight_sqnr_db")) : "-",
+                        l.value("activation_bits", 0), report::number(l, "activation_sqnr_db"),
+                        100 * report::number(l, "activation_clipped"));
   }
   write_file_atomic(run.report_md(), md);
   write_file_atomic(run.root / "report.html", report::render_html(rep, metrics));
@@ -405,12 +405,12 @@ std::string report_table(const nlohmann::json& report) {
       "| model | accuracy | vs float (points) | examples | size (bytes) | latency batch 1 (ms) |\n|---|---|---|---|---|---|\n";
   double float_acc = -1;
   for (const auto& r : report.at("results"))
-    if (r.value("model", "") == "float") float_acc = r.value("accuracy", 0.0);
+    if (r.value("model", "") == "float") float_acc = report::number(r, "accuracy");
   for (const auto& r : report.at("results")) {
-    const double acc = r.value("accuracy", 0.0);
+    const double acc = report::number(r, "accuracy");
     std::string delta = float_acc >= 0 ? fmt::format("{:+.2f}", 100 * (acc - float_acc)) : "-";
     t += fmt::format("| {} | {:.2f}% | {} | {} | {} | {:.3f} |\n", r.value("model", ""), 100 * acc, delta,
-                     r.value("examples", 0), r.value("size_bytes", 0), r.value("latency_ms_batch1", 0.0));
+                     r.value("examples", 0), r.value("size_bytes", 0), report::number(r, "latency_ms_batch1"));
   }
   return t;
 }
@@ -420,15 +420,15 @@ std::vector<std::string> gate_failures(const nlohmann::json& report, double max_
   if (max_drop < 0) return out;
   double float_acc = -1;
   for (const auto& r : report.at("results"))
-    if (r.value("model", "") == "float") float_acc = r.value("accuracy", 0.0);
+    if (r.value("model", "") == "float") float_acc = report::number(r, "accuracy");
   if (float_acc < 0) return {"no float result to compare against; the gate needs the eval of float.ckpt"};
   for (const auto& r : report.at("results")) {
     const std::string model = r.value("model", "");
     if (model.size() < 5 || model.substr(model.size() - 5) != "_int8") continue;
-    const double drop = float_acc - r.value("accuracy", 0.0);
+    const double drop = float_acc - report::number(r, "accuracy");
     if (drop > max_drop)
       out.push_back(fmt::format("{} accuracy {:.2f}% is {:.2f} points below float {:.2f}%, more than the allowed {:.2f}",
-                                model, 100 * r.value("accuracy", 0.0), 100 * drop, 100 * float_acc, 100 * max_drop));
+                                model, 100 * report::number(r, "accuracy"), 100 * drop, 100 * float_acc, 100 * max_drop));
   }
   return out;
 }

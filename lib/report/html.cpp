@@ -1,5 +1,6 @@
 // HTML report with inline SVG charts.
 #include "report/html.h"
+#include "report/metrics.h"
 
 #include <algorithm>
 #include <cmath>
@@ -89,18 +90,18 @@ std::string render_html(const nlohmann::json& rep, const std::vector<nlohmann::j
   o += fmt::format("<p>Dataset: {} ({} images)</p>", escape(ds.value("split", "")), ds.value("examples", 0));
   double float_acc = -1;
   for (const auto& r : rep["results"])
-    if (r.value("model", "") == "float") float_acc = r.value("accuracy", 0.0);
+    if (r.value("model", "") == "float") float_acc = number(r, "accuracy");
   o += "<h2>Accuracy, size and latency</h2><table><tr><th>model</th><th>accuracy</th><th>vs float (points)</th>"
        "<th>size (bytes)</th><th>latency batch 1 (ms)</th><th>same top-1 as fake-quant</th></tr>";
   for (const auto& r : rep["results"]) {
-    const double acc = r.value("accuracy", 0.0);
+    const double acc = number(r, "accuracy");
     std::string agree = "-";
     if (r.contains("agreement_with_fakequant"))
       agree = fmt::format("{:.3f}%", 100 * r["agreement_with_fakequant"].value("top1", 0.0));
     o += fmt::format("<tr><td>{}</td><td>{:.2f}%</td><td>{}</td><td>{}</td><td>{:.3f}</td><td>{}</td></tr>",
                      escape(r.value("model", "")), 100 * acc,
                      float_acc >= 0 ? fmt::format("{:+.2f}", 100 * (acc - float_acc)) : "-", r.value("size_bytes", 0),
-                     r.value("latency_ms_batch1", 0.0), agree);
+                     number(r, "latency_ms_batch1"), agree);
   }
   o += "</table>";
   for (const auto& r : rep["results"]) {
@@ -111,9 +112,9 @@ std::string render_html(const nlohmann::json& rep, const std::vector<nlohmann::j
       o += fmt::format("<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1f}</td><td>{:.4f}%</td></tr>",
                        escape(l.value("layer", "")), l.value("skipped", false) ? " (float)" : "",
                        l.contains("weight_bits") ? std::to_string(l.value("weight_bits", 0)) : "-",
-                       l.contains("weight_sqnr_db") ? fmt::format("{:.1f}", l.value("weight_sqnr_db", 0.0)) : "-",
-                       l.value("activation_bits", 0), l.value("activation_sqnr_db", 0.0),
-                       100 * l.value("activation_clipped", 0.0));
+                       l.contains("weight_sqnr_db") ? fmt::format("{:.1f}", number(l, "weight_sqnr_db")) : "-",
+                       l.value("activation_bits", 0), number(l, "activation_sqnr_db"),
+                       100 * number(l, "activation_clipped"));
     o += "</table>";
   }
   o += "<h2>Training curves</h2><div>";

@@ -28,7 +28,8 @@ struct Agreement {
 Agreement compare_with_fakequant(const IntModel& m, train::Trainable& fakequant, const data::Source& src,
                                  const std::vector<int32_t>& indices, int64_t batch_size);
 
-// Median and 90th-percentile milliseconds per image at batch 1 over `images` images.
+// Median and 90th-percentile milliseconds per image at batch 1 over `images` images (fewer,
+// but at least 5, when they take more than 3 seconds).
 struct Latency {
   double median_ms = 0, p90_ms = 0;
 };
