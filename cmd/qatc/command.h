@@ -34,6 +34,7 @@ std::unique_ptr<Command> make_convert(CLI::App& parent);
 std::unique_ptr<Command> make_eval(CLI::App& parent);
 std::unique_ptr<Command> make_report(CLI::App& parent);
 std::unique_ptr<Command> make_inspect(CLI::App& parent);
+std::unique_ptr<Command> make_bench(CLI::App& parent);
 
 // Machine output: one JSON document on stdout.
 void print_json(const nlohmann::json& j);

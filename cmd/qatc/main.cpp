@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   commands.push_back(cli::make_eval(app));
   commands.push_back(cli::make_report(app));
   commands.push_back(cli::make_inspect(app));
+  commands.push_back(cli::make_bench(app));
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,162 @@
+// Model benchmarking.
+#include "pipeline/bench.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+
+#include "convert/convert.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "core/threads.h"
+#include "nn/graph.h"
+#include "pipeline/model_file.h"
+#include "quant/quant_model.h"
+#include "recipe/load.h"
+#include "runtime/executor.h"
+#include "runtime/int_model.h"
+#include "train/checkpoint.h"
+#include "train/model.h"
+
+namespace qatc::pipeline {
+namespace {
+
+bool is_recipe(const std::filesystem::path& f) { return f.extension() == ".yaml" || f.extension() == ".yml"; }
+
+// The range of model inputs the recipe's data gives: [0, 1] scaled by mean/std for IDX data,
+// the preprocessing preset's for an image folder.
+std::pair<float, float> input_range(const recipe::DataSpec& d) {
+  if (d.dataset == "image_folder") {
+    if (d.preprocess == "caffe") return {-123.68f, 151.061f};
+    if (d.preprocess == "torch") return {-2.1179f, 2.64f};
+    return {-1.0f, 1.0f};
+  }
+  return {static_cast<float>(-d.mean / d.std), static_cast<float>((1.0 - d.mean) / d.std)};
+}
+
+std::vector<float> random_inputs(int64_t count, std::pair<float, float> range, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> x(static_cast<size_t>(count));
+  for (auto& v : x) v = rng.uniform(range.first, range.second);
+  return x;
+}
+
+// The models of one file, built only as far as the form needs.
+struct Models {
+  recipe::Recipe rc;
+  std::unique_ptr<nn::Graph> graph;
+  std::vector<float> params;
+  std::unique_ptr<train::Trainable> model;  // float or fakequant
+  std::unique_ptr<runtime::IntModel> int8;
+  int64_t input_floats = 0;
+};
+
+// PTQ on random inputs: two batches of 8 set every range.
+std::unique_ptr<quant::QuantModel> quick_ptq(const nn::Graph& g, const recipe::Recipe& rc, std::vector<float> params,
+                                             int64_t max_batch) {
+  quant::QatSchedule frozen;
+  frozen.freeze_bn_after_steps = 0;
+  frozen.freeze_observers_after_steps = 0;
+  auto q = std::make_unique<quant::QuantModel>(g, quant::make_plan(g, rc.quant), std::move(params),
+                                               std::max<int64_t>(max_batch, 8), false, frozen);
+  const int64_t per = numel(g.nodes[0].shape);
+  q->begin_calibration();
+  for (uint64_t b = 0; b < 2; ++b) {
+    const auto x = random_inputs(8 * per, input_range(rc.data), derive_seed(rc.seed, 0xBE4C, b));
+    q->forward(x.data(), 8, nn::Mode::eval, 0);
+  }
+  q->end_calibration(recipe::RangeMethod::minmax, 100.0);
+  return q;
+}
+
+Models build(const std::filesystem::path& file, const std::string& form, const BenchOptions& o) {
+  Models m;
+  if (runtime::is_int_model_file(file)) {
+    if (form != "int8") fail("{}: an int8 model file times as int8 only, not {}", file.string(), form);
+    m.int8 = std::make_unique<runtime::IntModel>(runtime::load_int_model(file));
+    m.input_floats = numel(m.int8->tensors[0].shape);
+    return m;
+  }
+  std::unique_ptr<quant::QuantModel> q;
+  if (is_recipe(file)) {
+    m.rc = recipe::load_recipe(file, o.sets);
+    m.graph = std::make_unique<nn::Graph>(nn::build_graph(m.rc.model));
+    m.params.resize(static_cast<size_t>(m.graph->param_floats));
+    nn::init_params(*m.graph, m.params.data(), m.rc.seed);
+    if (form == "float") m.model = std::make_unique<train::FloatModel>(*m.graph, m.params, o.batch, false);
+    else q = quick_ptq(*m.graph, m.rc, m.params, o.batch);
+  } else {
+    LoadedModel lm = open_checkpoint(file, std::max<int64_t>(o.batch, 8));
+    m.rc = lm.recipe;
+    m.graph = std::move(lm.graph);
+    if (lm.kind == "float") {
+      if (form == "float") m.model = std::move(lm.model);
+      else q = quick_ptq(*m.graph, m.rc, dynamic_cast<train::FloatModel&>(*lm.model).params(), o.batch);
+    } else {
+      if (form == "float") fail("{}: a quantized checkpoint times as fakequant or int8, not float", file.string());
+      q.reset(dynamic_cast<quant::QuantModel*>(lm.model.release()));
+    }
+  }
+  m.input_floats = numel(m.graph->nodes[0].shape);
+  if (form == "int8") m.int8 = std::make_unique<runtime::IntModel>(convert::to_int_model(*q, m.rc, "ptq"));
+  else if (form == "fakequant") m.model = std::move(q);
+  return m;
+}
+
+int64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<int64_t>(u.ru_maxrss) * 1024;  // Linux reports KiB
+}
+
+}  // namespace
+
+std::vector<std::string> bench_forms(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec)) fail("{}: file not found", file.string());
+  if (runtime::is_int_model_file(file)) return {"int8"};
+  if (is_recipe(file)) return {"float", "fakequant", "int8"};
+  const train::Checkpoint ck = train::load_checkpoint(file);
+  if (ck.kind == train::CheckpointKind::float_model) return {"float", "fakequant", "int8"};
+  if (ck.kind == train::CheckpointKind::quant_model) return {"fakequant", "int8"};
+  fail("{}: a training state, not a model; bench takes a recipe, float.ckpt, ptq.ckpt, qat.ckpt or an int8 model",
+       file.string());
+}
+
+nlohmann::json bench_form(const std::filesystem::path& file, const std::string& form, const BenchOptions& o) {
+  const auto forms = bench_forms(file);
+  if (std::find(forms.begin(), forms.end(), form) == forms.end())
+    fail("{}: cannot time it as '{}'; it times as: {}", file.string(), form, fmt::format("{}", fmt::join(forms, ", ")));
+  Models m = build(file, form, o);
+  const auto x = random_inputs(o.batch * m.input_floats, input_range(m.rc.data), 0xB0B);
+  std::unique_ptr<runtime::Executor> ex;
+  if (m.int8) ex = std::make_unique<runtime::Executor>(*m.int8, o.batch);
+  auto run_once = [&] {
+    if (ex) ex->run_float(x.data(), o.batch);
+    else m.model->forward(x.data(), o.batch, nn::Mode::eval, 0);
+  };
+  run_once();
+  run_once();  // warm-up: buffers allocated, caches and pages touched
+  std::vector<double> ms;
+  double total = 0;
+  while (static_cast<int64_t>(ms.size()) < o.max_runs && (ms.size() < 5 || total < o.max_seconds * 1000.0)) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run_once();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    total += ms.back();
+  }
+  std::sort(ms.begin(), ms.end());
+  const double median = ms[ms.size() / 2], p90 = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
+  return {{"model", form},
+          {"batch", o.batch},
+          {"threads", num_threads()},
+          {"latency_ms_median", median},
+          {"latency_ms_p90", p90},
+          {"images_per_s", static_cast<double>(o.batch) * 1000.0 / median},
+          {"runs", ms.size()},
+          {"peak_rss_bytes", peak_rss_bytes()}};
+}
+
+}  // namespace qatc::pipeline

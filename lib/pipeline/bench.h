@@ -1,0 +1,33 @@
+// `qatc bench`: inference latency, throughput and peak memory of one model in its float,
+// fake-quant and int8 forms. A recipe needs no training: its model is built with random
+// weights (the recipe's seed) and quantized with a quick calibration on random inputs in the
+// range of the recipe's preprocessing; a checkpoint or an int8 model file is timed as it is.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace qatc::pipeline {
+
+struct BenchOptions {
+  int64_t batch = 1;
+  int64_t max_runs = 100;     // timed runs after two warm-up runs...
+  double max_seconds = 10.0;  // ...stopping earlier (after at least 5) once this much time is spent
+  std::vector<std::string> sets;  // --set overrides of a recipe
+};
+
+// The forms `file` can be timed as: a recipe or float checkpoint: float, fakequant, int8; a
+// quantized checkpoint: fakequant, int8; an int8 model: int8. Raises qatc::Error for a file
+// that is none of these.
+std::vector<std::string> bench_forms(const std::filesystem::path& file);
+
+// Times form `form` of the model in `file` at batch o.batch with the current thread count:
+// {"model": form, "batch", "threads", "latency_ms_median", "latency_ms_p90", "images_per_s",
+//  "runs", "peak_rss_bytes"} (peak_rss_bytes: this process's peak resident memory so far, so
+// call it in a fresh process per form for a per-form figure; `qatc bench` does).
+nlohmann::json bench_form(const std::filesystem::path& file, const std::string& form, const BenchOptions& o);
+
+}  // namespace qatc::pipeline
