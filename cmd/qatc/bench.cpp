@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/threads.h"
 #include "pipeline/bench.h"
+#include "runtime/executor.h"
 
 namespace qatc::cli {
 namespace {
@@ -67,7 +68,8 @@ class Bench : public Command {
 
  private:
   nlohmann::json run_child(const std::string& form) {
-    std::string cmd = quote(self_exe()) + " --threads " + std::to_string(num_threads()) + " --json -q bench " +
+    std::string cmd = quote(self_exe()) + " --threads " + std::to_string(num_threads()) + " --kernels " +
+                      runtime::kernels_in_use() + " --json -q bench " +
                       quote(file) + " --in-process --form " + quote(form) + " --batch " + std::to_string(o.batch) +
                       " --runs " + std::to_string(o.max_runs) + " --seconds " + fmt::format("{}", o.max_seconds);
     for (const auto& s : o.sets) cmd += " --set " + quote(s);

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/threads.h"
 #include "core/version.h"
+#include "runtime/executor.h"
 
 int main(int argc, char** argv) {
   using namespace qatc;
@@ -23,6 +24,10 @@ int main(int argc, char** argv) {
   app.fallthrough();
   cli::Globals g;
   app.add_option("--threads", g.threads, "worker threads (default: all cores)")->check(CLI::Range(0, 1024));
+  std::string kernels = "opt";
+  app.add_option("--kernels", kernels,
+                 "int8 kernels: opt (default: the fastest instruction set of this CPU), portable, avx2, avx_vnni, "
+                 "avx512_vnni, or ref (the reference kernels)");
   app.add_flag("--json", g.json, "print the machine-readable result as JSON on stdout");
   app.add_flag("-v,--verbose", g.verbose, "more log output");
   app.add_flag("-q,--quiet", g.quiet, "only warnings and errors on stderr");
@@ -54,6 +59,7 @@ int main(int argc, char** argv) {
   setup_logging(g.quiet ? Verbosity::quiet : g.verbose ? Verbosity::verbose : Verbosity::normal);
   try {
     set_num_threads(g.threads);
+    runtime::set_kernels(kernels);
     spdlog::debug("OpenBLAS kernels: {}", blas_corename());
     for (auto& c : commands)
       if (c->app->parsed()) return c->execute(g);

@@ -152,6 +152,7 @@ nlohmann::json bench_form(const std::filesystem::path& file, const std::string& 
   return {{"model", form},
           {"batch", o.batch},
           {"threads", num_threads()},
+          {"kernels", form == "int8" ? runtime::kernels_in_use() : "openblas"},
           {"latency_ms_median", median},
           {"latency_ms_p90", p90},
           {"images_per_s", static_cast<double>(o.batch) * 1000.0 / median},

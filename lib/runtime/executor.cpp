@@ -94,7 +94,26 @@ kernels::GlobalAvgPoolParams gpool_params(const GlobalPoolLayer& gp, const QTens
   return p;
 }
 
+bool g_use_ref = false;
+
 }  // namespace
+
+void set_kernels(const std::string& name) {
+  if (name == "ref") {
+    g_use_ref = true;
+    return;
+  }
+  g_use_ref = false;
+  if (name == "opt") {
+    opt::set_isa(opt::detect_isa());
+    return;
+  }
+  if (name != "portable" && name != "avx2" && name != "avx_vnni" && name != "avx512_vnni")
+    fail("--kernels {}: unknown; expected one of: opt, ref, portable, avx2, avx_vnni, avx512_vnni", name);
+  opt::set_isa(opt::parse_isa(name));  // raises when this CPU lacks it
+}
+
+std::string kernels_in_use() { return g_use_ref ? "ref" : opt::to_string(opt::active_isa()); }
 
 void check_kernels(const IntModel& m, const std::string& what) {
   // The kernels' own argument checks at batch 1 with stand-in pointers: a model that passes
@@ -187,6 +206,21 @@ Executor::Executor(const IntModel& m, int64_t max_batch, bool keep_all_tensors) 
   }
   buffers_.resize(slot_elems_.size());
   reserve(max_batch);
+  // The optimized kernels' weights are packed once here, in the layout of the active ISA.
+  opt_ = !g_use_ref;
+  packed_.resize(m.layers.size());
+  if (opt_)
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+      const IntLayer& l = m.layers[i];
+      const auto* c = std::get_if<ConvLayer>(&l.params);
+      if (!c) continue;
+      const QTensor& ti = m.tensors[static_cast<size_t>(l.input())];
+      const QTensor& to = m.tensors[static_cast<size_t>(l.output)];
+      if (c->kind == ConvKind::dense) packed_[i] = std::make_unique<opt::PackedConv>(opt::pack_dense(dense_params(*c, ti, to, 1)));
+      else if (c->kind == ConvKind::depthwise)
+        packed_[i] = std::make_unique<opt::PackedConv>(opt::pack_depthwise(dw_params(*c, ti, to, 1)));
+      else packed_[i] = std::make_unique<opt::PackedConv>(opt::pack_conv2d(conv_params(*c, ti.shape, to.shape, 1, ti, to)));
+    }
 }
 
 void Executor::reserve(int64_t n) {
@@ -204,8 +238,10 @@ int64_t Executor::arena_bytes() const {
 const int8_t* Executor::run(const uint8_t* pixels, int64_t n) {
   QATC_CHECK_GE(n, 1);
   reserve(n);
-  ref::quantize_u8_to_qs8(buffers_[static_cast<size_t>(slot_[0])].data(), pixels, n * numel(m_.tensors[0].shape),
-                          m_.input_quant);
+  int8_t* q = buffers_[static_cast<size_t>(slot_[0])].data();
+  const int64_t count = n * numel(m_.tensors[0].shape);
+  if (opt_) opt::quantize_u8_to_qs8(q, pixels, count, m_.input_quant);
+  else ref::quantize_u8_to_qs8(q, pixels, count, m_.input_quant);
   return run_layers(n);
 }
 
@@ -238,23 +274,36 @@ void Executor::run_layer(size_t layer, const int8_t* const* inputs, int8_t* out,
   const QTensor& ti = m_.tensors[static_cast<size_t>(l.input())];
   const QTensor& to = m_.tensors[static_cast<size_t>(l.output)];
   const int8_t* in = inputs[0];
+  const bool o = opt_;
   if (const auto* c = std::get_if<ConvLayer>(&l.params)) {
-    if (c->kind == ConvKind::dense) ref::dense_qs8(out, in, dense_params(*c, ti, to, n));
-    else if (c->kind == ConvKind::depthwise) ref::depthwise_conv2d_qs8(out, in, dw_params(*c, ti, to, n));
-    else ref::conv2d_qs8(out, in, conv_params(*c, ti.shape, to.shape, n, ti, to));
+    const opt::PackedConv* w = packed_[layer].get();
+    if (c->kind == ConvKind::dense) {
+      const auto p = dense_params(*c, ti, to, n);
+      o ? opt::dense_qs8(out, in, p, *w) : ref::dense_qs8(out, in, p);
+    } else if (c->kind == ConvKind::depthwise) {
+      const auto p = dw_params(*c, ti, to, n);
+      o ? opt::depthwise_conv2d_qs8(out, in, p, *w) : ref::depthwise_conv2d_qs8(out, in, p);
+    } else {
+      const auto p = conv_params(*c, ti.shape, to.shape, n, ti, to);
+      o ? opt::conv2d_qs8(out, in, p, *w) : ref::conv2d_qs8(out, in, p);
+    }
   } else if (const auto* a = std::get_if<AddLayer>(&l.params)) {
     const QTensor& t2 = m_.tensors[static_cast<size_t>(l.inputs[1])];
-    ref::add_qs8(out, in, inputs[1], add_params(*a, ti, t2, to, n));
+    const auto p = add_params(*a, ti, t2, to, n);
+    o ? opt::add_qs8(out, in, inputs[1], p) : ref::add_qs8(out, in, inputs[1], p);
   } else if (const auto* cc = std::get_if<ConcatLayer>(&l.params)) {
-    ref::concat_qs8(out, inputs, concat_params(*cc, to, n));
+    const auto p = concat_params(*cc, to, n);
+    o ? opt::concat_qs8(out, inputs, p) : ref::concat_qs8(out, inputs, p);
   } else if (const auto* pd = std::get_if<PadLayer>(&l.params)) {
-    ref::pad_qs8(out, in, pad_params(*pd, ti, to, n));
+    const auto p = pad_params(*pd, ti, to, n);
+    o ? opt::pad_qs8(out, in, p) : ref::pad_qs8(out, in, p);
   } else if (const auto* pl = std::get_if<PoolLayer>(&l.params)) {
     const kernels::Pool2DParams p = pool_params(*pl, ti, to, n);
-    if (pl->max) ref::maxpool2d_qs8(out, in, p);
-    else ref::avgpool2d_qs8(out, in, p);
+    if (pl->max) o ? opt::maxpool2d_qs8(out, in, p) : ref::maxpool2d_qs8(out, in, p);
+    else o ? opt::avgpool2d_qs8(out, in, p) : ref::avgpool2d_qs8(out, in, p);
   } else if (const auto* gp = std::get_if<GlobalPoolLayer>(&l.params)) {
-    ref::global_avgpool_qs8(out, in, gpool_params(*gp, ti, to, n));
+    const auto p = gpool_params(*gp, ti, to, n);
+    o ? opt::global_avgpool_qs8(out, in, p) : ref::global_avgpool_qs8(out, in, p);
   } else if (std::holds_alternative<ReshapeLayer>(l.params)) {
     if (out != in) std::memcpy(out, in, static_cast<size_t>(n * numel(to.shape)));
   } else {

@@ -4,12 +4,23 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "kernels/opt/kernels.h"
 #include "runtime/int_model.h"
 
 namespace qatc::runtime {
+
+// Which int8 kernels executors run: "opt" (default: the optimized kernels on the fastest
+// instruction set this CPU has), an instruction set of them ("portable", "avx2", "avx_vnni",
+// "avx512_vnni"), or "ref" (the scalar reference kernels, the oracle the others equal bit for
+// bit). Raises qatc::Error for an unknown name or an instruction set the CPU lacks. Set it
+// before creating executors (the CLI's --kernels).
+void set_kernels(const std::string& name);
+// "ref" or the instruction set of the optimized kernels, e.g. "avx512_vnni".
+std::string kernels_in_use();
 
 // Runs every kernel's argument checks on the model's parameters (raises qatc::Error naming
 // the layer); load_int_model calls it so that any loaded model can be executed.
@@ -45,6 +56,8 @@ class Executor {
   std::vector<int64_t> slot_elems_;  // per buffer: elements per example
   std::vector<std::vector<int8_t>> buffers_;
   std::vector<float> fin_, fout_, fwork_;  // float layers only
+  bool opt_ = true;                        // optimized kernels (else the reference ones)
+  std::vector<std::unique_ptr<opt::PackedConv>> packed_;  // per layer: packed weights (opt conv/dense/depthwise)
 };
 
 }  // namespace qatc::runtime

@@ -3,8 +3,11 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "convert/convert.h"
+#include "core/threads.h"
+#include "kernels/opt/isa.h"
 #include "data/loader.h"
 #include "data/source.h"
 #include "fixtures/tiny.h"
@@ -210,5 +213,36 @@ TEST_CASE("convert: simulated equals integer on the whole tiny set") {
   CHECK(a.examples == 200);
   CHECK(a.top1 >= 0.99);
   CHECK(a.within_one_step >= 0.99);
+  }
+}
+
+TEST_CASE("convert: the optimized kernels equal the reference ones on whole models, every ISA, 1 and 2 threads") {
+  for (const char* yaml : {kModel, kDagModel}) {
+    Trained t = train_qat(yaml);
+    runtime::IntModel m = convert::to_int_model(*t.q, t.r, "qat");
+    std::vector<int32_t> idx = data::all_indices(t.ds);
+    const int64_t n = 40;
+    std::vector<uint8_t> px(static_cast<size_t>(n * 64));
+    std::vector<int32_t> y(static_cast<size_t>(n));
+    data::gather_pixels(t.ds, idx.data(), n, px.data(), y.data());
+    runtime::set_kernels("ref");
+    runtime::Executor want(m, n, true);
+    want.run(px.data(), n);
+    for (opt::Isa isa : opt::supported_isas()) {
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        runtime::set_kernels(opt::to_string(isa));
+        runtime::Executor got(m, n, true);
+        got.run(px.data(), n);
+        for (size_t ti = 0; ti < m.tensors.size(); ++ti) {
+          CAPTURE(m.tensors[ti].name);
+          CAPTURE(opt::to_string(isa));
+          const int64_t count = n * numel(m.tensors[ti].shape);
+          CHECK(std::memcmp(want.tensor(ti), got.tensor(ti), static_cast<size_t>(count)) == 0);
+        }
+      }
+    }
+    set_num_threads(0);
+    runtime::set_kernels("opt");
   }
 }

@@ -1,0 +1,200 @@
+// Drivers of the optimized conv2d, dense and depthwise kernels: argument checks, the split
+// of the work into tasks for parallel_for, and the per-thread scratch. The arithmetic is in
+// the isa_*.cpp files.
+#include <algorithm>
+#include <vector>
+
+#include "core/error.h"
+#include "core/threads.h"
+#include "kernels/check.h"
+#include "kernels/opt/internal.h"
+#include "kernels/opt/kernels.h"
+
+namespace qatc::opt {
+
+namespace detail {
+
+void* thread_scratch(size_t bytes) {
+  thread_local AlignedVector<uint8_t> buf;
+  if (buf.size() < bytes) {
+    buf = AlignedVector<uint8_t>();
+    buf.resize(bytes);
+  }
+  return buf.data();
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::GemmTask;
+using detail::IsaOps;
+
+void check_packed(const PackedConv& w, PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw,
+                  int64_t oc, int32_t input_zero_point) {
+  QATC_CHECK(w.kind == kind);
+  QATC_CHECK_EQ(w.c, c);
+  QATC_CHECK_EQ(w.kh, kh);
+  QATC_CHECK_EQ(w.kw, kw);
+  QATC_CHECK_EQ(w.oc, oc);
+  QATC_CHECK_EQ(w.input_zero_point, input_zero_point);
+}
+
+// Splits the M x N GEMM into tasks of a block of rows times a range of panels. Row blocks
+// hold up to ~192 KB of A (so A stays in L2 while every panel passes over it), balanced to
+// equal sizes; panels are split too when there are too few row blocks to feed every thread
+// (a 7x7 feature map at batch 1 is 49 rows), and then so that the task count is a multiple
+// of the thread count (parallel_for gives each thread an equal run of tasks).
+void run_gemm(const GemmTask& base, int64_t m, const PackedConv& w) {
+  const IsaOps& ops = detail::ops_for(w.isa);
+  const int64_t elem = detail::layout_of(w.isa) == detail::Layout::vnni_u8 ? 1 : 2;
+  int64_t mb = std::clamp<int64_t>((192 * 1024) / (w.k_padded * elem), 24, detail::kMaxGemmRows);
+  const int64_t mblocks = (m + mb - 1) / mb;
+  mb = (m + mblocks - 1) / mblocks;
+  const int64_t threads = num_threads();
+  int64_t nchunks = 1;
+  if (threads > 1 && mblocks < 16 * threads) {
+    if (mblocks < 4 * threads) nchunks = std::min(w.panels, (4 * threads + mblocks - 1) / mblocks);
+    while (nchunks < w.panels && mblocks * nchunks % threads != 0) ++nchunks;
+  }
+  const auto bytes = static_cast<size_t>(ops.gemm_scratch_bytes(mb, w.k_padded));
+  parallel_for(mblocks * nchunks, 1, [&](int64_t t0, int64_t t1) {
+    GemmTask t = base;
+    t.scratch = detail::thread_scratch(bytes);
+    int64_t prev_block = -1;
+    for (int64_t i = t0; i < t1; ++i) {
+      const int64_t bi = i / nchunks, ci = i % nchunks;
+      t.m0 = bi * mb;
+      t.m1 = std::min(m, t.m0 + mb);
+      t.p0 = ci * w.panels / nchunks;
+      t.p1 = (ci + 1) * w.panels / nchunks;
+      if (t.p0 >= t.p1) continue;
+      t.a_ready = bi == prev_block;
+      ops.gemm(t);
+      prev_block = bi;
+    }
+  });
+}
+
+GemmTask gemm_task(const int8_t* in, int8_t* out, const PackedConv& w, int32_t zp_in,
+                   int32_t zp_out, int32_t qmin, int32_t qmax) {
+  GemmTask t{};
+  t.in = in;
+  t.out = out;
+  t.input_zero_point = zp_in;
+  t.packed = &w;
+  t.rq = detail::channel_requant(w);
+  t.clamp = detail::out_clamp(zp_out, qmin, qmax);
+  return t;
+}
+
+}  // namespace
+
+void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
+                const PackedConv& w) {
+  kernels::check(p, out, in);
+  check_packed(w, PackedConv::Kind::conv2d, p.c, p.kh, p.kw, p.oc, p.input_zero_point);
+  GemmTask t = gemm_task(in, out, w, p.input_zero_point, p.output_zero_point, p.qmin, p.qmax);
+  t.h = p.h;
+  t.w = p.w;
+  t.c = p.c;
+  t.kh = p.kh;
+  t.kw = p.kw;
+  t.stride_h = p.stride_h;
+  t.stride_w = p.stride_w;
+  t.pad_top = p.pad_top;
+  t.pad_left = p.pad_left;
+  t.oh = p.oh;
+  t.ow = p.ow;
+  // A 1x1 stride-1 unpadded conv reads the NHWC input rows as they are.
+  t.contiguous = p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+                 p.pad_top == 0 && p.pad_left == 0 && p.oh == p.h && p.ow == p.w;
+  run_gemm(t, p.n * p.oh * p.ow, w);
+}
+
+void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, const PackedConv& w) {
+  kernels::check(p, out, in);
+  check_packed(w, PackedConv::Kind::dense, p.in_features, 1, 1, p.out_features,
+               p.input_zero_point);
+  GemmTask t = gemm_task(in, out, w, p.input_zero_point, p.output_zero_point, p.qmin, p.qmax);
+  t.h = t.w = t.oh = t.ow = t.kh = t.kw = t.stride_h = t.stride_w = 1;
+  t.c = p.in_features;
+  t.contiguous = true;
+  run_gemm(t, p.n, w);
+}
+
+void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::DepthwiseConv2DParams& p,
+                          const PackedConv& w) {
+  kernels::check(p, out, in);
+  check_packed(w, PackedConv::Kind::depthwise, p.c, p.kh, p.kw, p.c * p.depth_multiplier,
+               p.input_zero_point);
+  QATC_CHECK_EQ(w.depth_multiplier, p.depth_multiplier);
+  const IsaOps& ops = detail::ops_for(w.isa);
+  const int64_t mult = p.depth_multiplier, oc = p.c * mult, row_bytes = p.w * oc;
+  detail::DepthwiseRow base{};
+  base.w = p.w;
+  base.oc = oc;
+  base.kh = p.kh;
+  base.kw = p.kw;
+  base.stride_w = p.stride_w;
+  base.pad_left = p.pad_left;
+  base.ow = p.ow;
+  base.weights = reinterpret_cast<const int32_t*>(w.weights.data());
+  base.weight_stride = w.oc_padded;
+  base.rq = detail::channel_requant(w);
+  base.input_zero_point = p.input_zero_point;
+  base.clamp = detail::out_clamp(p.output_zero_point, p.qmin, p.qmax);
+  // Per thread: a row of input zero points (padding rows) and, for a depth multiplier > 1,
+  // kh input rows expanded to oc channels (slot iy % kh: the kh rows of one output row are
+  // consecutive, so they never share a slot).
+  const int64_t slots = mult > 1 ? p.kh : 0;
+  const auto bytes = static_cast<size_t>(detail::round_up(row_bytes, 64) * (1 + slots));
+  parallel_for(p.n * p.oh, 1, [&](int64_t r0, int64_t r1) {
+    auto* zp_row = static_cast<int8_t*>(detail::thread_scratch(bytes));
+    std::fill(zp_row, zp_row + row_bytes, static_cast<int8_t>(p.input_zero_point));
+    int8_t* slot_base = zp_row + detail::round_up(row_bytes, 64);
+    std::vector<int64_t> slot_row(static_cast<size_t>(slots), -1);
+    std::vector<const int8_t*> rows(static_cast<size_t>(p.kh));
+    detail::DepthwiseRow d = base;
+    d.rows = rows.data();
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / p.oh, oy = r % p.oh;
+      for (int64_t ky = 0; ky < p.kh; ++ky) {
+        const int64_t iy = oy * p.stride_h - p.pad_top + ky;
+        const int8_t* src = in + (b * p.h + iy) * p.w * p.c;
+        const int8_t* row = zp_row;
+        if (iy >= 0 && iy < p.h) {
+          if (mult == 1) {
+            row = src;
+          } else {
+            const auto slot = static_cast<size_t>(iy % p.kh);
+            int8_t* dst = slot_base + static_cast<int64_t>(slot) * detail::round_up(row_bytes, 64);
+            if (slot_row[slot] != b * p.h + iy) {
+              for (int64_t i = 0; i < p.w * p.c; ++i)
+                std::fill(dst + i * mult, dst + (i + 1) * mult, src[i]);
+              slot_row[slot] = b * p.h + iy;
+            }
+            row = dst;
+          }
+        }
+        rows[static_cast<size_t>(ky)] = row;
+      }
+      d.out = out + r * p.ow * oc;
+      ops.depthwise_row(d);
+    }
+  });
+}
+
+void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p) {
+  conv2d_qs8(out, in, p, pack_conv2d(p));
+}
+
+void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p) {
+  dense_qs8(out, in, p, pack_dense(p));
+}
+
+void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::DepthwiseConv2DParams& p) {
+  depthwise_conv2d_qs8(out, in, p, pack_depthwise(p));
+}
+
+}  // namespace qatc::opt

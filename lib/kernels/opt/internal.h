@@ -1,0 +1,154 @@
+// Internals of the optimized int8 kernels: the work units the drivers (conv.cpp,
+// elementwise.cpp) hand to the per-instruction-set code (isa_*.cpp), and the table of that
+// code. Not part of the public API.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/opt/isa.h"
+#include "kernels/opt/kernels.h"
+#include "kernels/params.h"
+
+namespace qatc::opt::detail {
+
+// Packed GEMM weight layouts.
+//   vnni_u8 (avx512_vnni, avx_vnni): activations enter vpdpbusd as u8 = q + 128, weights as
+//     s8. Output channels in panels of 64 (the last panel 16, 32, 48 or 64 wide: nv * 16);
+//     inside a panel, for each group g of 4 consecutive k, the 4 weights of each channel:
+//     byte [g][j][t] = w[oc = 64 p + j][k = 4 g + t], j < nv * 16. Panel p starts at
+//     p * (k_padded / 4) * 256. k_padded = K rounded up to 4; padding weights are 0.
+//   i16_pairs (avx2): activations and weights as int16 (q itself), channels in panels of 16;
+//     inside a panel, for each pair g of k: int16 [g][j][t] = w[oc = 16 p + j][k = 2 g + t].
+//     Panel p starts at p * (k_padded / 2) * 32 int16. k_padded = K rounded up to 2.
+//   i16_rows (portable): activations and weights as int16, weights [oc][k_padded] (the
+//     original rows, widened), k_padded = K rounded up to 8; panels of 16 channels for the
+//     split of the work only. Plain dot products, which compilers vectorize well.
+enum class Layout { vnni_u8, i16_pairs, i16_rows };
+
+inline Layout layout_of(Isa isa) {
+  switch (isa) {
+    case Isa::avx512_vnni:
+    case Isa::avx_vnni: return Layout::vnni_u8;
+    case Isa::avx2: return Layout::i16_pairs;
+    default: return Layout::i16_rows;
+  }
+}
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// The per-channel output stage arrays of a PackedConv (see kernels.h), all oc_padded long.
+struct ChannelRequant {
+  const int32_t *bias, *multiplier, *left_shift, *right_shift, *round_mask, *round_half;
+  bool any_left_shift;
+  const int32_t *multiplier_odd, *fast_round, *fast_shift;
+  bool fast;
+};
+
+inline ChannelRequant channel_requant(const PackedConv& w) {
+  return {w.bias.data(),          w.multiplier.data(), w.left_shift.data(), w.right_shift.data(),
+          w.round_mask.data(),    w.round_half.data(), w.any_left_shift,    w.multiplier_odd.data(),
+          w.fast_round.data(),    w.fast_shift.data(), w.fast_requant};
+}
+
+// mbqm in one rounding step. For right = -shift >= 2 (or multiplier 0), with P = x * m:
+//   srdhm:  s = floor((P + 2^30) / 2^31)
+//   rdbpot: floor((s + 2^(right-1) - [s < 0]) / 2^right)   (ties away from zero)
+// and floor((floor(a / b) + c) / d) = floor((a + c b) / (b d)) for integer c give
+//   mbqm = floor((P + 2^30 - [P < -2^30] 2^31 + 2^(right-2) 2^32) / 2^(31 + right))
+//        = (hi32(Q) + 2^(right-2)) >> (right - 1),   Q = P + 2^30 - [P < -2^30] 2^31,
+// with hi32(Q) = floor(Q / 2^32) in [-2^30 - 1, 2^30], so the 32-bit sum cannot overflow.
+// Vector code: two vpmuldq (even and odd lanes), a compare, an add and a masked subtract per
+// half, one shuffle of the high halves, one add and one variable shift.
+inline bool fast_requant_applies(int32_t multiplier, int32_t shift) {
+  return multiplier == 0 || shift <= -2;
+}
+inline int32_t fast_round_of(int32_t multiplier, int32_t shift) {
+  return multiplier == 0 ? 1 : int32_t{1} << (-shift - 2);
+}
+inline int32_t fast_shift_of(int32_t multiplier, int32_t shift) {
+  return multiplier == 0 ? 1 : -shift - 1;
+}
+
+// Output clamp as applied after mbqm: clamp(v, lo, hi) + zero_point with lo = qmin - zp,
+// hi = qmax - zp, equal to clamp(zp + v, qmin, qmax) without the int32 wrap of zp + v.
+struct OutClamp {
+  int32_t zero_point, lo, hi;
+};
+inline OutClamp out_clamp(int32_t zero_point, int32_t qmin, int32_t qmax) {
+  return {zero_point, qmin - zero_point, qmax - zero_point};
+}
+
+// The most rows of A one GemmTask may hold.
+constexpr int64_t kMaxGemmRows = 128;
+
+// One GEMM work unit: rows [m0, m1) of A times panels [p0, p1) of the packed weights.
+// Row m of A is output pixel m of the conv (b, oy, ox in NHWC order): its kh * kw * c inputs
+// in weight order (ky, kx, ic), padding positions reading the input zero point. A dense
+// layer is a conv with h = w = oh = ow = kh = kw = 1.
+struct GemmTask {
+  const int8_t* in;
+  int64_t h, w, c, kh, kw, stride_h, stride_w, pad_top, pad_left, oh, ow;
+  int32_t input_zero_point;
+  bool contiguous;  // 1x1, stride 1, no padding: row m is in + m * c
+  const PackedConv* packed;
+  ChannelRequant rq;
+  OutClamp clamp;
+  int8_t* out;  // [M, oc]
+  int64_t m0, m1, p0, p1;  // m1 - m0 <= kMaxGemmRows
+  void* scratch;  // gemm_scratch_bytes(rows, k_padded) bytes, 64-aligned
+  bool a_ready;   // scratch already holds A for these rows (the previous task's)
+};
+
+// One output row of a depthwise conv: the kh input rows it reads, each [w, oc] (already
+// expanded by the depth multiplier; a padding row is a row of input zero points).
+struct DepthwiseRow {
+  const int8_t* const* rows;  // kh pointers, never nullptr
+  int64_t w, oc, kh, kw, stride_w, pad_left, ow;
+  const int32_t* weights;  // [kh * kw][weight_stride]: w as int32 with its high 16 bits 0
+  int64_t weight_stride;   // oc_padded
+  ChannelRequant rq;
+  int32_t input_zero_point;  // value of padding positions
+  OutClamp clamp;
+  int8_t* out;  // [ow, oc]
+};
+
+// The code of one instruction set. Ranges are [begin, end) in the unit named.
+struct IsaOps {
+  Isa isa;
+  int64_t panel_oc;  // GEMM panel width of the layout
+  int64_t (*gemm_scratch_bytes)(int64_t rows, int64_t k_padded);
+  void (*gemm)(const GemmTask& t);
+  void (*depthwise_row)(const DepthwiseRow& t);
+  void (*add)(int8_t* out, const int8_t* a, const int8_t* b, const kernels::AddParams& p,
+              int64_t begin, int64_t end);
+  // Requantizes n values of one concat input (not copied) into out.
+  void (*concat_requant)(int8_t* out, const int8_t* in, int64_t n, const kernels::ConcatInput& ci,
+                         int32_t output_zero_point);
+  // Output rows r = b * oh + oy.
+  void (*maxpool)(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p, int64_t r0,
+                  int64_t r1);
+  void (*avgpool)(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p, int64_t r0,
+                  int64_t r1, int32_t* scratch /* c int32 */);
+  // Channels [c0, c1) of image b; scratch: c1 - c0 int32.
+  void (*global_avgpool)(int8_t* out, const int8_t* in, const kernels::GlobalAvgPoolParams& p,
+                         int64_t b, int64_t c0, int64_t c1, int32_t* scratch);
+  void (*quantize)(int8_t* out, const uint8_t* in, const kernels::QuantizeParams& p,
+                   int64_t begin, int64_t end);
+  void (*mbqm)(int32_t* out, const int32_t* x, const int32_t* multiplier, const int32_t* shift,
+               int64_t n);
+};
+
+const IsaOps& portable_ops();
+const IsaOps& avx2_ops();
+const IsaOps& avx_vnni_ops();
+const IsaOps& avx512_vnni_ops();
+
+// The table of isa; throws qatc::Error if the CPU lacks it.
+const IsaOps& ops_for(Isa isa);
+
+// A 64-aligned buffer of at least `bytes` bytes owned by the calling thread, kept between
+// calls (grown on demand). One buffer per thread: a caller must not hold it across another
+// call of thread_scratch.
+void* thread_scratch(size_t bytes);
+
+}  // namespace qatc::opt::detail

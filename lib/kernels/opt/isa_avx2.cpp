@@ -1,0 +1,79 @@
+// The avx2 path: AVX2 without VNNI, compiled for that target only (the #pragma region).
+// GEMM on the i16_pairs layout: activations and weights as int16, vpmaddwd (two products
+// summed per int32 lane, exact) and vpaddd, 4 rows x 16 channels per micro-kernel strip.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/fixed_point.h"
+#include "kernels/opt/internal.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,bmi,bmi2,lzcnt,popcnt")
+
+namespace qatc::opt::detail {
+namespace {
+
+#include "kernels/opt/avx2_common.inc"
+
+// im2col's copy policy: sign-extend 16 bytes at a time.
+struct WidenCopy256 {
+  using AT = int16_t;
+  static AT conv(int8_t q) { return q; }
+  static void copy(AT* dst, const int8_t* src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i),
+                          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+    for (; i < n; ++i) dst[i] = src[i];
+  }
+  static void fill(AT* dst, int64_t n, AT v) {
+    const __m256i x = _mm256_set1_epi16(v);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), x);
+    for (; i < n; ++i) dst[i] = v;
+  }
+  static void copy_rows(AT* dst, const int8_t* src, int64_t n, int64_t stride, int64_t rows) {
+    for (int64_t i = 0; i < rows; ++i) copy(dst + i * n, src + i * stride, n);
+  }
+};
+
+struct MaddI16 {
+  using AT = int16_t;
+  using Copy = WidenCopy256;
+  static constexpr int G = 2;
+  static constexpr int64_t kKBlock = 256;  // pairs: 16 KB of weights per panel block
+  static __m256i dot(__m256i acc, __m256i a, __m256i w) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, w));
+  }
+  static PanelWalk panel(const PackedConv& w, int64_t p) {
+    return {w.weights.data() + p * 16 * w.k_padded * 2, 16 * p, 1, 64};
+  }
+};
+
+}  // namespace
+}  // namespace qatc::opt::detail
+
+#pragma GCC pop_options
+
+namespace qatc::opt::detail {
+
+const IsaOps& avx2_ops() {
+  static const IsaOps ops{Isa::avx2,
+                          16,
+                          ymm_gemm_scratch_bytes<MaddI16>,
+                          ymm_gemm<MaddI16>,
+                          depthwise_row<Avx2>,
+                          add_range<Avx2>,
+                          concat_requant<Avx2>,
+                          maxpool_rows,
+                          avgpool_rows,
+                          global_avgpool_range<Avx2>,
+                          quantize_range<Avx2>,
+                          mbqm_batch<Avx2>};
+  return ops;
+}
+
+}  // namespace qatc::opt::detail

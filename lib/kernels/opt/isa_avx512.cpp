@@ -1,0 +1,394 @@
+// The avx512_vnni path: AVX-512 F/BW/VL/DQ + VNNI, compiled for that target only (the
+// #pragma region below; everything the region calls from other headers is inline or
+// baseline code, so nothing in this file leaks AVX-512 code into the rest of qatc).
+//
+// GEMM: vpdpbusd (u8 x s8, 4 products summed into each int32 lane) on the vnni_u8 layout
+// (internal.h). The micro-kernel keeps MR x NV accumulators of 16 output channels in zmm
+// registers (MR <= 6 rows of A, NV <= 4 vectors = one 64-channel panel: 24 accumulators,
+// 4 weight vectors and a broadcast), walks K in blocks of kKBlock groups of 4 so the weight
+// block stays in L1 across the strips of a row block, and requantizes in registers after the
+// last block.
+
+// GCC 12.2's avx512fintrin.h initializes its "undefined" vectors from themselves, which
+// -Wuninitialized reports at every inlined use (GCC bug 105593, fixed in 12.3). The warning's
+// location is the system header, so the suppression wraps its inclusion.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/fixed_point.h"
+#include "kernels/opt/internal.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,bmi,bmi2,lzcnt,popcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+
+namespace qatc::opt::detail {
+namespace {
+
+inline __mmask16 lanes_mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+
+struct Avx512 {
+  using V = __m512i;
+  static constexpr int W = 16;
+
+  static V set1(int32_t v) { return _mm512_set1_epi32(v); }
+  static V load_i32(const int32_t* p) { return _mm512_loadu_si512(p); }
+  static void store_i32(int32_t* p, V v) { _mm512_storeu_si512(p, v); }
+  static V load_i8(const int8_t* p) {
+    return _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static V load_i8_part(const int8_t* p, int n) {
+    return _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(lanes_mask(n), p));
+  }
+  static V load_u8(const uint8_t* p) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static V load_u8_part(const uint8_t* p, int n) {
+    return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes_mask(n), p));
+  }
+  static void store_i8(int8_t* p, V v) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(v));
+  }
+  static void store_i8_part(int8_t* p, V v, int n) {
+    _mm_mask_storeu_epi8(p, lanes_mask(n), _mm512_cvtepi32_epi8(v));
+  }
+  static V add(V a, V b) { return _mm512_add_epi32(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_epi32(a, b); }
+  static V min(V a, V b) { return _mm512_min_epi32(a, b); }
+  static V max(V a, V b) { return _mm512_max_epi32(a, b); }
+  static V sll(V a, int n) { return _mm512_sll_epi32(a, _mm_cvtsi32_si128(n)); }
+  static V madd16(V x, V w) { return _mm512_madd_epi16(x, w); }
+  static V madd_acc(V acc, V x, V w) { return _mm512_dpwssd_epi32(acc, x, w); }  // VNNI
+
+  // mbqm's constants per lane. Generic form: multiplier (and its odd lanes moved down for
+  // vpmuldq), left shift, right shift, its rounding mask 2^right - 1 and half mask >> 1.
+  // Fast form (internal.h, requant_fast): multiplier, odd multipliers, 2^(right-2), right - 1.
+  struct Rq {
+    V mult, mult_odd, left, right, mask, half;
+    bool any_left, fast;
+  };
+  static Rq rq_make(V mult, V shift, bool any_left) {
+    const V zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+    const V right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+    // Fast when every lane has right >= 2 or multiplier 0.
+    const __mmask16 ok = _mm512_cmpge_epi32_mask(right, _mm512_set1_epi32(2)) |
+                         _mm512_cmpeq_epi32_mask(mult, zero);
+    if (ok == 0xFFFF) {
+      const V r = _mm512_mask_mov_epi32(right, _mm512_cmpeq_epi32_mask(mult, zero), _mm512_set1_epi32(2));
+      return {mult, _mm512_srli_epi64(mult, 32), zero, _mm512_sub_epi32(r, one),
+              _mm512_sllv_epi32(one, _mm512_sub_epi32(r, _mm512_set1_epi32(2))), zero, false, true};
+    }
+    const V mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+    return {mult, _mm512_srli_epi64(mult, 32), _mm512_max_epi32(shift, zero), right, mask,
+            _mm512_srli_epi32(mask, 1), any_left, false};
+  }
+  // Fast form: right holds fast_shift and mask fast_round.
+  static Rq rq_channels(const ChannelRequant& c, int64_t off) {
+    const V mult = _mm512_loadu_si512(c.multiplier + off);
+    if (c.fast)
+      return {mult, _mm512_loadu_si512(c.multiplier_odd + off), V{}, _mm512_loadu_si512(c.fast_shift + off),
+              _mm512_loadu_si512(c.fast_round + off), V{}, false, true};
+    return {mult,
+            _mm512_srli_epi64(mult, 32),
+            _mm512_loadu_si512(c.left_shift + off),
+            _mm512_loadu_si512(c.right_shift + off),
+            _mm512_loadu_si512(c.round_mask + off),
+            _mm512_loadu_si512(c.round_half + off),
+            c.any_left_shift,
+            false};
+  }
+  static Rq rq_uniform(int32_t multiplier, int32_t shift) {
+    return rq_make(set1(multiplier), set1(shift), shift > 0);
+  }
+  static Rq rq_arrays(const int32_t* multiplier, const int32_t* shift) {
+    const V s = load_i32(shift);
+    return rq_make(load_i32(multiplier), s,
+                   _mm512_cmpgt_epi32_mask(s, _mm512_setzero_si512()) != 0);
+  }
+
+  // The fast form (internal.h) from the pieces: multipliers of the even and odd lanes, the
+  // rounding addend and the shift.
+  static V mbqm_fast(V x, V mult, V mult_odd, V round, V shift) {
+    const V c30 = _mm512_set1_epi64(int64_t{1} << 30), c31 = _mm512_set1_epi64(int64_t{1} << 31);
+    const V thr = _mm512_set1_epi64(-(int64_t{1} << 30));
+    const V pe = _mm512_mul_epi32(x, mult);
+    const V po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), mult_odd);
+    V qe = _mm512_add_epi64(pe, c30), qo = _mm512_add_epi64(po, c30);
+    qe = _mm512_mask_sub_epi64(qe, _mm512_cmplt_epi64_mask(pe, thr), qe, c31);
+    qo = _mm512_mask_sub_epi64(qo, _mm512_cmplt_epi64_mask(po, thr), qo, c31);
+    // High dwords: the odd lanes' are in place in qo, the even lanes' move down from qe.
+    const V h = _mm512_mask_shuffle_epi32(qo, 0x5555, qe, _MM_PERM_DDBB);
+    return _mm512_srav_epi32(_mm512_add_epi32(h, round), shift);
+  }
+
+  // fixed::multiply_by_quantized_multiplier, lane by lane, for multipliers != INT32_MIN.
+  static V mbqm(V x, const Rq& q) {
+    if (q.fast) return mbqm_fast(x, q.mult, q.mult_odd, q.mask, q.right);
+    if (q.any_left) {
+      // x * 2^left saturated: where shifting back does not give x, the result is the
+      // int32 bound of x's sign (INT32_MAX ^ (x >> 31) is INT32_MIN for negative x).
+      const V y = _mm512_sllv_epi32(x, q.left);
+      const __mmask16 over = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(y, q.left), x);
+      x = _mm512_mask_mov_epi32(
+          y, over, _mm512_xor_si512(_mm512_srai_epi32(x, 31), _mm512_set1_epi32(INT32_MAX)));
+    }
+    // srdhm = floor((x * m + 2^30) / 2^31): bits 31..62 of the 64-bit x * m + 2^30. Even
+    // lanes: shift the sum right by 31 (low dword); odd lanes: double it (high dword).
+    const V r30 = _mm512_set1_epi64(int64_t{1} << 30);
+    const V pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, q.mult), r30), 31);
+    V po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), q.mult_odd), r30);
+    po = _mm512_add_epi64(po, po);
+    const V s = _mm512_mask_blend_epi32(0xAAAA, pe, po);
+    // rounding_divide_by_pot: (s >> right) + 1 where (s & mask) > half + (s < 0), i.e.
+    // (s & mask) + (s >> 31) > half (no overflow: the left side is in [-1, mask]).
+    const V t = _mm512_add_epi32(_mm512_and_si512(s, q.mask), _mm512_srai_epi32(s, 31));
+    const __mmask16 up = _mm512_cmpgt_epi32_mask(t, q.half);
+    const V r = _mm512_srav_epi32(s, q.right);
+    return _mm512_mask_sub_epi32(r, up, r, _mm512_set1_epi32(-1));
+  }
+};
+
+#include "kernels/opt/kernels_body.inc"
+
+// ---------------------------------------------------------------------------------------
+// GEMM.
+
+inline __mmask64 bytes_mask(int64_t n) { return _bzhi_u64(~uint64_t{0}, static_cast<unsigned>(n)); }
+
+// im2col's copy policy: q ^ 0x80 (= q + 128 as u8) 64 bytes at a time, masked at the end.
+struct XorCopy512 {
+  using AT = uint8_t;
+  static AT conv(int8_t q) { return static_cast<uint8_t>(static_cast<uint8_t>(q) ^ 0x80u); }
+  static void copy(AT* dst, const int8_t* src, int64_t n) {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64)
+      _mm512_storeu_si512(dst + i, _mm512_xor_si512(_mm512_loadu_si512(src + i), flip));
+    if (i < n) {
+      const __mmask64 m = bytes_mask(n - i);
+      _mm512_mask_storeu_epi8(dst + i, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src + i), flip));
+    }
+  }
+  static void fill(AT* dst, int64_t n, AT v) {
+    const __m512i x = _mm512_set1_epi8(static_cast<char>(v));
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) _mm512_storeu_si512(dst + i, x);
+    if (i < n) _mm512_mask_storeu_epi8(dst + i, bytes_mask(n - i), x);
+  }
+  static void copy_rows(AT* dst, const int8_t* src, int64_t n, int64_t stride, int64_t rows) {
+    if (n > 64) {
+      for (int64_t i = 0; i < rows; ++i) copy(dst + i * n, src + i * stride, n);
+      return;
+    }
+    if (n <= 32) {
+      // Whole 32-byte stores: each spills into the next segment, which the next store (or
+      // the k tail fill, or the next row) overwrites, and at most 31 bytes past the row
+      // block, into the scratch's slack (gemm_scratch_bytes). Cheaper than masked stores.
+      const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+      const __mmask32 m = static_cast<__mmask32>(bytes_mask(n));
+      for (int64_t i = 0; i < rows; ++i, dst += n, src += stride)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst),
+                            _mm256_xor_si256(_mm256_maskz_loadu_epi8(m, src), flip));
+      return;
+    }
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    const __mmask64 m = bytes_mask(n);
+    for (int64_t i = 0; i < rows; ++i, dst += n, src += stride)
+      _mm512_mask_storeu_epi8(dst, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src), flip));
+  }
+};
+
+constexpr int kMR = 6;             // rows per micro-kernel strip
+constexpr int64_t kKBlock = 128;   // groups of 4 k per K block: 512 bytes of each weight row
+
+// One strip: MR rows x NV vectors of 16 channels over kg groups of 4 k.
+struct StripArgs {
+  const uint8_t* a;  // A at the strip's first row and the block's first k
+  int64_t lda;
+  const int8_t* b;  // the panel at the block's first group: [kg][NV * 16][4]
+  int64_t kg;
+  int32_t* ctile;  // [MR][64] partial sums between K blocks
+  bool first, last;
+  int8_t* out;  // the strip's first row at the panel's first channel
+  int64_t ldo;
+  const ChannelRequant* rq;  // the layer's output stage arrays
+  int64_t chan;              // the panel's first channel
+  __mmask64 store_mask;      // the panel's channels of a row
+  const OutClamp* clamp;
+};
+
+inline uint32_t load_u32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+template <int MR, int NV, bool kFast>
+void vnni_strip(const StripArgs& s) {
+  __m512i acc[MR][NV];
+  if (s.first) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __m512i bias = _mm512_loadu_si512(s.rq->bias + s.chan + 16 * v);
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r) acc[r][v] = bias;
+    }
+  } else {
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_load_si512(s.ctile + r * 64 + 16 * v);
+  }
+  const uint8_t* a = s.a;
+  const int8_t* b = s.b;
+  const int64_t lda = s.lda;
+  for (int64_t g = 0; g < s.kg; ++g, a += 4, b += NV * 64) {
+    __m512i bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_si512(b + 64 * v);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+      const __m512i av = _mm512_set1_epi32(static_cast<int32_t>(load_u32(a + r * lda)));
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+    }
+  }
+  if (!s.last) {
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) _mm512_store_si512(s.ctile + r * 64 + 16 * v, acc[r][v]);
+    return;
+  }
+  // Output stage, one row (NV vectors of 16 channels) at a time: mbqm, then the int32 lanes
+  // packed to int16 and int8 with signed saturation (the zero point added in between, also
+  // saturating), which is clamp(v + zp, -128, 127) exactly; then the narrower [qmin, qmax].
+  // The in-lane packs interleave the four vectors by groups of 4 channels; one vpermd puts
+  // them back in order.
+  const ChannelRequant& q = *s.rq;
+  const int32_t* mult = q.multiplier + s.chan;
+  const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(s.clamp->zero_point));
+  const __m512i qmin = _mm512_set1_epi8(static_cast<char>(s.clamp->lo + s.clamp->zero_point));
+  const __m512i qmax = _mm512_set1_epi8(static_cast<char>(s.clamp->hi + s.clamp->zero_point));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) {
+    __m512i y[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) {
+      if (v >= NV) {
+        y[v] = _mm512_setzero_si512();
+      } else if constexpr (kFast) {
+        y[v] = Avx512::mbqm_fast(acc[r][v], _mm512_loadu_si512(mult + 16 * v),
+                                 _mm512_loadu_si512(q.multiplier_odd + s.chan + 16 * v),
+                                 _mm512_loadu_si512(q.fast_round + s.chan + 16 * v),
+                                 _mm512_loadu_si512(q.fast_shift + s.chan + 16 * v));
+      } else {
+        y[v] = Avx512::mbqm(acc[r][v], Avx512::rq_channels(q, s.chan + 16 * v));
+      }
+    }
+    const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(y[0], y[1]), zp16);
+    const __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(y[2], y[3]), zp16);
+    __m512i bytes = _mm512_permutexvar_epi32(order, _mm512_packs_epi16(w01, w23));
+    bytes = _mm512_min_epi8(_mm512_max_epi8(bytes, qmin), qmax);
+    _mm512_mask_storeu_epi8(s.out + r * s.ldo, s.store_mask, bytes);
+  }
+}
+
+using StripFn = void (*)(const StripArgs&);
+
+template <int MR, bool kFast>
+constexpr StripFn strip_fn(int nv) {
+  return nv == 1 ? vnni_strip<MR, 1, kFast> : nv == 2 ? vnni_strip<MR, 2, kFast>
+       : nv == 3 ? vnni_strip<MR, 3, kFast> : vnni_strip<MR, 4, kFast>;
+}
+
+template <bool kFast>
+StripFn pick_strip(int mr, int nv) {
+  switch (mr) {
+    case 1: return strip_fn<1, kFast>(nv);
+    case 2: return strip_fn<2, kFast>(nv);
+    case 3: return strip_fn<3, kFast>(nv);
+    case 4: return strip_fn<4, kFast>(nv);
+    case 5: return strip_fn<5, kFast>(nv);
+    default: return strip_fn<6, kFast>(nv);
+  }
+}
+
+// A [rows][k_padded] u8, then the int32 tile [rows][64] (which also takes the up to 31 bytes
+// XorCopy512::copy_rows may write past A), then slack.
+int64_t gemm_scratch_bytes(int64_t rows, int64_t k_padded) {
+  return round_up(rows * k_padded, 64) + rows * 64 * 4 + 64;
+}
+
+void gemm(const GemmTask& t) {
+  const PackedConv& w = *t.packed;
+  const int64_t rows = t.m1 - t.m0, kp = w.k_padded, kg = kp / 4;
+  auto* a = static_cast<uint8_t*>(t.scratch);
+  auto* ctile = reinterpret_cast<int32_t*>(a + round_up(rows * kp, 64));
+  if (!t.a_ready) im2col<XorCopy512>(t, t.m0, rows, a, kp);
+
+  Strip sp[kMaxGemmRows / (kMR - 1) + 2];
+  const int nstrips = plan_strips<kMR>(rows, sp);
+  const int64_t nkb = (kg + kKBlock - 1) / kKBlock;
+  const int64_t kb_size = (kg + nkb - 1) / nkb;
+
+  StripArgs s{};
+  s.lda = kp;
+  s.rq = &t.rq;
+  s.clamp = &t.clamp;
+  s.ldo = w.oc;
+  for (int64_t p = t.p0; p < t.p1; ++p) {
+    const int64_t c0 = 64 * p;
+    const int nv = static_cast<int>(std::min<int64_t>(4, (w.oc - c0 + 15) / 16));
+    const int64_t width = std::min<int64_t>(64, w.oc - c0);  // channels of the panel
+    s.store_mask = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
+    s.chan = c0;
+    const int8_t* panel = w.weights.data() + p * 64 * kp;
+    for (int64_t kb = 0; kb < nkb; ++kb) {
+      const int64_t g0 = kb * kb_size;
+      s.kg = std::min(kb_size, kg - g0);
+      s.first = kb == 0;
+      s.last = kb == nkb - 1;
+      s.b = panel + g0 * nv * 64;
+      for (int i = 0; i < nstrips; ++i) {
+        const Strip& st = sp[i];
+        s.a = a + st.r0 * kp + 4 * g0;
+        s.ctile = ctile + st.r0 * 64;
+        s.out = t.out + (t.m0 + st.r0) * w.oc + c0;
+        (t.rq.fast ? pick_strip<true>(st.mr, nv) : pick_strip<false>(st.mr, nv))(s);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qatc::opt::detail
+
+#pragma GCC pop_options
+
+namespace qatc::opt::detail {
+
+const IsaOps& avx512_vnni_ops() {
+  static const IsaOps ops{Isa::avx512_vnni,
+                          64,
+                          gemm_scratch_bytes,
+                          gemm,
+                          depthwise_row<Avx512>,
+                          add_range<Avx512>,
+                          concat_requant<Avx512>,
+                          maxpool_rows,
+                          avgpool_rows,
+                          global_avgpool_range<Avx512>,
+                          quantize_range<Avx512>,
+                          mbqm_batch<Avx512>};
+  return ops;
+}
+
+}  // namespace qatc::opt::detail

@@ -1,0 +1,115 @@
+// Optimized int8 kernels: the same names, signatures and results (bit for bit) as the
+// reference kernels of kernels/ref/kernels.h, plus pre-packed weights for conv2d, dense and
+// depthwise conv2d.
+//
+// Convolutions and dense layers are GEMMs: C[M, N] = A[M, K] * B[K, N] with M = output
+// pixels (n * oh * ow, or the batch), K = kh * kw * c (or in_features), N = output channels.
+// The weights B are packed once (pack_*) into the layout of the instruction set, with the
+// input zero point folded into the bias; A is formed per block of rows (im2col, or a plain
+// copy of the NHWC rows for 1x1 stride-1 convolutions and dense layers) in a bounded scratch,
+// and the requantization (per-channel multiplier, output zero point, clamp) is fused into the
+// GEMM's output stage. Depthwise convolutions are direct, vectorized over channels. Every
+// kernel runs kernels::check first and splits its work with qatc::parallel_for; the result
+// does not depend on the thread count or the instruction set.
+//
+// Which instruction set runs: the kernels without packed weights use active_isa() (isa.h);
+// a PackedConv runs on the instruction set it was packed for (its layout is that path's), so
+// set the ISA before packing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <vector>
+
+#include "kernels/opt/isa.h"
+#include "kernels/params.h"
+
+namespace qatc::opt {
+
+// std::vector storage aligned for 512-bit loads.
+template <typename T>
+struct AlignedAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlign{64};
+  AlignedAllocator() = default;
+  template <typename U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
+  template <typename U>
+  bool operator==(const AlignedAllocator<U>&) const { return true; }
+};
+template <typename T>
+using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+
+// Weights of one conv2d, dense or depthwise layer in the layout of one instruction set, with
+// the per-channel arrays of the output stage. Built by pack_conv2d / pack_dense /
+// pack_depthwise from the layer's params; the kernels taking a PackedConv then read its
+// weights, bias, multipliers and shifts, not the params' pointers (which must still pass
+// kernels::check), and check that the geometry and input zero point are the packed ones.
+struct PackedConv {
+  enum class Kind { conv2d, dense, depthwise };
+  Kind kind = Kind::conv2d;
+  Isa isa = Isa::portable;
+  // conv2d: weights [oc, kh, kw, c]; dense: c = in_features, oc = out_features, kh = kw = 1;
+  // depthwise: weights [kh, kw, oc] with oc = c * depth_multiplier.
+  int64_t c = 0, kh = 0, kw = 0, oc = 0, depth_multiplier = 1;
+  int32_t input_zero_point = 0;  // folded into bias
+
+  // GEMM (conv2d, dense): K = kh * kw * c rounded up to the layout's group (4 for VNNI, 2
+  // for int16), output channels in panels of panel_oc.
+  int64_t k = 0, k_padded = 0, panel_oc = 0, panels = 0;
+  // oc rounded up to 64: the length of every per-channel array below.
+  int64_t oc_padded = 0;
+  AlignedVector<int8_t> weights;  // packed (int16 pairs for the portable and avx2 paths)
+  // Per output channel: the folded bias (bias - (zp_in + 128) * sum w for VNNI, where the
+  // activations enter as u8 = q + 128; bias - zp_in * sum w otherwise; depthwise likewise
+  // with zp_in), multiplier and shift (copies), and mbqm's split of the shift:
+  // left = max(shift, 0), right = max(-shift, 0), round_mask = 2^right - 1,
+  // round_half = round_mask >> 1.
+  AlignedVector<int32_t> bias, multiplier, shift, left_shift, right_shift, round_mask,
+      round_half;
+  bool any_left_shift = false;  // some channel has shift > 0 (saturating left shift needed)
+  // The one-rounding form of mbqm the vector output stages use when every channel has
+  // shift <= -2 or multiplier 0 (fast_requant; see requant_fast in internal.h):
+  // multiplier_odd[2i] = multiplier[2i + 1] (the odd lanes' multipliers where vpmuldq reads
+  // them), fast_round = 2^(right - 2), fast_shift = right - 1 (1 and 1 for multiplier 0).
+  AlignedVector<int32_t> multiplier_odd, fast_round, fast_shift;
+  bool fast_requant = false;
+};
+
+PackedConv pack_conv2d(const kernels::Conv2DParams& p);
+PackedConv pack_dense(const kernels::DenseParams& p);
+PackedConv pack_depthwise(const kernels::DepthwiseConv2DParams& p);
+
+// With packed weights.
+void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
+                const PackedConv& w);
+void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::DepthwiseConv2DParams& p,
+                          const PackedConv& w);
+void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, const PackedConv& w);
+
+// Drop-in replacements of the ref kernels (the convolutions pack their weights on every call).
+void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p);
+void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::DepthwiseConv2DParams& p);
+void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p);
+void add_qs8(int8_t* out, const int8_t* a, const int8_t* b, const kernels::AddParams& p);
+void concat_qs8(int8_t* out, const int8_t* const* inputs, const kernels::ConcatParams& p);
+void maxpool2d_qs8(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p);
+void avgpool2d_qs8(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p);
+void global_avgpool_qs8(int8_t* out, const int8_t* in, const kernels::GlobalAvgPoolParams& p);
+void quantize_u8_to_qs8(int8_t* out, const uint8_t* in, int64_t count,
+                        const kernels::QuantizeParams& p);
+void pad_qs8(int8_t* out, const int8_t* in, const kernels::PadParams& p);
+
+// Test hook: out[i] = fixed::multiply_by_quantized_multiplier(x[i], multiplier[i], shift[i])
+// computed by the vector code of `isa`'s output stages, for any int32 x and any
+// {multiplier, shift} that kernels::check accepts (multiplier in [2^30, 2^31) and shift in
+// [-31, 30], or {0, 0}). Such a multiplier is never INT32_MIN, so the high multiply's one
+// saturating case (INT32_MIN * INT32_MIN) cannot occur and the vector code omits it; the
+// saturating left shift (shift > 0) is implemented. Throws qatc::Error if the CPU lacks isa.
+void mbqm_for_test(Isa isa, int32_t* out, const int32_t* x, const int32_t* multiplier,
+                   const int32_t* shift, int64_t n);
+
+}  // namespace qatc::opt

@@ -1,0 +1,200 @@
+// Weight packing of the optimized kernels (layouts in internal.h) and the instruction-set
+// table lookup.
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/check.h"
+#include "kernels/opt/internal.h"
+#include "kernels/opt/kernels.h"
+
+namespace qatc::opt {
+
+namespace detail {
+
+const IsaOps& ops_for(Isa isa) {
+  if (!isa_supported(isa))
+    fail("int8 kernels '{}' are not supported by this CPU", to_string(isa));
+  switch (isa) {
+    case Isa::portable: return portable_ops();
+    case Isa::avx2: return avx2_ops();
+    case Isa::avx_vnni: return avx_vnni_ops();
+    case Isa::avx512_vnni: return avx512_vnni_ops();
+  }
+  return portable_ops();
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::round_up;
+
+// The per-channel arrays; bias_folded[oc] is already folded by the caller.
+void fill_channels(PackedConv& w, const std::vector<int64_t>& bias_folded,
+                   const int32_t* multiplier, const int32_t* shift) {
+  const auto n = static_cast<size_t>(w.oc_padded);
+  for (auto* v : {&w.bias, &w.multiplier, &w.shift, &w.left_shift, &w.right_shift, &w.round_mask,
+                  &w.round_half, &w.multiplier_odd, &w.fast_round, &w.fast_shift})
+    v->assign(n, 0);
+  w.any_left_shift = false;
+  w.fast_requant = true;
+  for (int64_t o = 0; o < w.oc; ++o) {
+    const auto i = static_cast<size_t>(o);
+    // |bias_folded| <= max |bias| + 255 * 128 * depth <= INT32_MAX by kernels::check.
+    QATC_CHECK(bias_folded[i] >= INT32_MIN && bias_folded[i] <= INT32_MAX);
+    w.bias[i] = static_cast<int32_t>(bias_folded[i]);
+    w.multiplier[i] = multiplier[o];
+    w.shift[i] = shift[o];
+    const int32_t left = shift[o] > 0 ? shift[o] : 0;
+    const int32_t right = shift[o] > 0 ? 0 : -shift[o];
+    w.left_shift[i] = left;
+    w.right_shift[i] = right;
+    w.round_mask[i] = static_cast<int32_t>((int64_t{1} << right) - 1);
+    w.round_half[i] = w.round_mask[i] >> 1;
+    w.any_left_shift = w.any_left_shift || left > 0;
+    if (o % 2 == 1) w.multiplier_odd[i - 1] = multiplier[o];
+    if (detail::fast_requant_applies(multiplier[o], shift[o])) {
+      w.fast_round[i] = detail::fast_round_of(multiplier[o], shift[o]);
+      w.fast_shift[i] = detail::fast_shift_of(multiplier[o], shift[o]);
+    } else {
+      w.fast_requant = false;
+    }
+  }
+  // Padding channels (multiplier 0) compute 0 on either path.
+  for (size_t i = static_cast<size_t>(w.oc); i < n; ++i) w.fast_round[i] = w.fast_shift[i] = 1;
+}
+
+// weights [oc, k] row-major (conv OHWI flattened, or dense [out, in]).
+PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, int64_t oc,
+                     const int8_t* weights, const int32_t* bias, const int32_t* multiplier,
+                     const int32_t* shift, int32_t input_zero_point) {
+  PackedConv w;
+  w.kind = kind;
+  w.isa = active_isa();
+  w.c = c;
+  w.kh = kh;
+  w.kw = kw;
+  w.oc = oc;
+  w.input_zero_point = input_zero_point;
+  w.k = kh * kw * c;
+  w.oc_padded = round_up(oc, 64);
+  const int64_t k = w.k;
+  std::vector<int64_t> bias_folded(static_cast<size_t>(oc));
+  for (int64_t o = 0; o < oc; ++o) {
+    int64_t sum = 0;
+    for (int64_t i = 0; i < k; ++i) sum += weights[o * k + i];
+    bias_folded[static_cast<size_t>(o)] = (bias != nullptr ? bias[o] : 0) - int64_t{input_zero_point} * sum;
+  }
+  if (detail::layout_of(w.isa) == detail::Layout::vnni_u8) {
+    // u8 activations q + 128: sum (q + 128 - 128 - zp) w = sum (q + 128) w - (zp + 128) sum w.
+    for (int64_t o = 0; o < oc; ++o) {
+      int64_t sum = 0;
+      for (int64_t i = 0; i < k; ++i) sum += weights[o * k + i];
+      bias_folded[static_cast<size_t>(o)] -= 128 * sum;
+    }
+    w.k_padded = round_up(k, 4);
+    w.panel_oc = 64;
+    w.panels = (oc + 63) / 64;
+    const int64_t groups = w.k_padded / 4;
+    w.weights.assign(static_cast<size_t>(w.panels * 64 * w.k_padded), 0);
+    for (int64_t p = 0; p < w.panels; ++p) {
+      const int64_t width = std::min<int64_t>(64, round_up(oc - 64 * p, 16));  // nv * 16
+      int8_t* base = w.weights.data() + p * 64 * w.k_padded;
+      for (int64_t g = 0; g < groups; ++g)
+        for (int64_t j = 0; j < width; ++j) {
+          const int64_t o = 64 * p + j;
+          if (o >= oc) continue;
+          for (int64_t t = 0; t < 4; ++t) {
+            const int64_t i = 4 * g + t;
+            if (i < k) base[(g * width + j) * 4 + t] = weights[o * k + i];
+          }
+        }
+    }
+  } else if (detail::layout_of(w.isa) == detail::Layout::i16_rows) {
+    w.k_padded = round_up(k, 8);
+    w.panel_oc = 16;
+    w.panels = (oc + 15) / 16;
+    w.weights.assign(static_cast<size_t>(oc * w.k_padded * 2), 0);
+    auto* w16 = reinterpret_cast<int16_t*>(w.weights.data());
+    for (int64_t o = 0; o < oc; ++o)
+      for (int64_t i = 0; i < k; ++i) w16[o * w.k_padded + i] = weights[o * k + i];
+  } else {
+    w.k_padded = round_up(k, 2);
+    w.panel_oc = 16;
+    w.panels = (oc + 15) / 16;
+    const int64_t pairs = w.k_padded / 2;
+    w.weights.assign(static_cast<size_t>(w.panels * 16 * w.k_padded * 2), 0);
+    auto* w16 = reinterpret_cast<int16_t*>(w.weights.data());
+    for (int64_t p = 0; p < w.panels; ++p)
+      for (int64_t g = 0; g < pairs; ++g)
+        for (int64_t j = 0; j < 16; ++j) {
+          const int64_t o = 16 * p + j;
+          if (o >= oc) continue;
+          for (int64_t t = 0; t < 2; ++t) {
+            const int64_t i = 2 * g + t;
+            if (i < k) w16[((p * pairs + g) * 16 + j) * 2 + t] = weights[o * k + i];
+          }
+        }
+  }
+  fill_channels(w, bias_folded, multiplier, shift);
+  return w;
+}
+
+const int8_t kDummy = 0;  // a non-null pointer for kernels::check's out/in arguments
+
+}  // namespace
+
+PackedConv pack_conv2d(const kernels::Conv2DParams& p) {
+  kernels::check(p, &kDummy, &kDummy);
+  return pack_gemm(PackedConv::Kind::conv2d, p.c, p.kh, p.kw, p.oc, p.weights, p.bias,
+                   p.multiplier, p.shift, p.input_zero_point);
+}
+
+PackedConv pack_dense(const kernels::DenseParams& p) {
+  kernels::check(p, &kDummy, &kDummy);
+  return pack_gemm(PackedConv::Kind::dense, p.in_features, 1, 1, p.out_features, p.weights,
+                   p.bias, p.multiplier, p.shift, p.input_zero_point);
+}
+
+PackedConv pack_depthwise(const kernels::DepthwiseConv2DParams& p) {
+  kernels::check(p, &kDummy, &kDummy);
+  PackedConv w;
+  w.kind = PackedConv::Kind::depthwise;
+  w.isa = active_isa();
+  w.c = p.c;
+  w.kh = p.kh;
+  w.kw = p.kw;
+  w.depth_multiplier = p.depth_multiplier;
+  w.oc = p.c * p.depth_multiplier;
+  w.input_zero_point = p.input_zero_point;
+  w.k = p.kh * p.kw;
+  w.k_padded = w.k;
+  w.oc_padded = round_up(w.oc, 64);
+  // [tap][oc_padded] int32 holding w in its low 16 bits and 0 above: vpmaddwd of an int32
+  // lane x (|x| < 2^15) with it gives x * w.
+  w.weights.assign(static_cast<size_t>(w.k * w.oc_padded * 4), 0);
+  auto* w32 = reinterpret_cast<int32_t*>(w.weights.data());
+  std::vector<int64_t> bias_folded(static_cast<size_t>(w.oc));
+  for (int64_t o = 0; o < w.oc; ++o) {
+    int64_t sum = 0;
+    for (int64_t t = 0; t < w.k; ++t) {
+      const int8_t v = p.weights[t * w.oc + o];
+      sum += v;
+      w32[t * w.oc_padded + o] = static_cast<int32_t>(static_cast<uint16_t>(int16_t{v}));
+    }
+    // Padding positions enter as q = zp_in, so sum (q - zp) w = sum q w - zp sum w holds
+    // over every tap.
+    bias_folded[static_cast<size_t>(o)] =
+        (p.bias != nullptr ? p.bias[o] : 0) - int64_t{p.input_zero_point} * sum;
+  }
+  fill_channels(w, bias_folded, p.multiplier, p.shift);
+  return w;
+}
+
+void mbqm_for_test(Isa isa, int32_t* out, const int32_t* x, const int32_t* multiplier,
+                   const int32_t* shift, int64_t n) {
+  detail::ops_for(isa).mbqm(out, x, multiplier, shift, n);
+}
+
+}  // namespace qatc::opt
