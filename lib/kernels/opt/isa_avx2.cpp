@@ -9,9 +9,9 @@
 
 #include "kernels/fixed_point.h"
 #include "kernels/opt/internal.h"
+#include "kernels/opt/target.h"
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,bmi,bmi2,lzcnt,popcnt")
+QATC_TARGET_BEGIN("avx2,fma,bmi,bmi2,lzcnt,popcnt")
 
 namespace qatc::opt::detail {
 namespace {
@@ -56,7 +56,7 @@ struct MaddI16 {
 }  // namespace
 }  // namespace qatc::opt::detail
 
-#pragma GCC pop_options
+QATC_TARGET_END
 
 namespace qatc::opt::detail {
 

@@ -24,9 +24,9 @@
 
 #include "kernels/fixed_point.h"
 #include "kernels/opt/internal.h"
+#include "kernels/opt/target.h"
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,bmi,bmi2,lzcnt,popcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+QATC_TARGET_BEGIN("avx2,fma,bmi,bmi2,lzcnt,popcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
 
 namespace qatc::opt::detail {
 namespace {
@@ -371,7 +371,7 @@ void gemm(const GemmTask& t) {
 }  // namespace
 }  // namespace qatc::opt::detail
 
-#pragma GCC pop_options
+QATC_TARGET_END
 
 namespace qatc::opt::detail {
 

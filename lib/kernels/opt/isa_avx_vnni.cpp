@@ -10,9 +10,9 @@
 
 #include "kernels/fixed_point.h"
 #include "kernels/opt/internal.h"
+#include "kernels/opt/target.h"
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,bmi,bmi2,lzcnt,popcnt,avxvnni")
+QATC_TARGET_BEGIN("avx2,fma,bmi,bmi2,lzcnt,popcnt,avxvnni")
 
 namespace qatc::opt::detail {
 namespace {
@@ -52,7 +52,7 @@ struct DpbusdU8 {
 }  // namespace
 }  // namespace qatc::opt::detail
 
-#pragma GCC pop_options
+QATC_TARGET_END
 
 namespace qatc::opt::detail {
 
