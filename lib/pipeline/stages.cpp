@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "core/error.h"
@@ -435,6 +436,10 @@ std::vector<std::string> gate_failures(const nlohmann::json& report, double max_
 
 nlohmann::json run_stages(const recipe::Recipe& rc, const RunFolder& run, const StageOptions& given) {
   nlohmann::json out = {{"recipe", rc.name}, {"run_dir", run.root.string()}, {"stages", nlohmann::json::array()}};
+  // The test data is checked before anything runs: a bad val folder or labels file must not
+  // surface only after hours of training.
+  if (std::find(rc.stages.begin(), rc.stages.end(), recipe::Stage::eval) != rc.stages.end())
+    data::open_source(rc.data, "test", rc.model.input);
   for (recipe::Stage s : rc.stages) {
     // `run --resume` continues whichever stage was interrupted; stages without a saved state start fresh.
     StageOptions opt = given;

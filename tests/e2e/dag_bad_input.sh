@@ -61,4 +61,22 @@ expect 2 "preset resnet50_v2: 'blocks' must list the blocks of the four stages" 
 preset; sed -i 's/classes: 1000}/classes: 1000, layers: []}/' "$R"
 expect 2 "give either 'preset' or 'layers', not both" -- "$QATC" run "$R" --out "$OUT"
 no_files "$OUT"
+
+# Image folders: an empty one, and a labels file that names a missing image.
+IMG=$WORK/imagenet
+mkdir -p "$IMG/train/n01" "$IMG/val"
+folder() {
+  cat >"$R" <<YAML
+name: e2e_folder
+data: {dataset: image_folder, path: $IMG, labels_file: val.txt}
+model: {preset: mobilenet_v1, alpha: 0.25, input: [32, 32, 3], classes: 2}
+train: {epochs: 1, batch_size: 2}
+YAML
+}
+folder
+expect 2 "imagenet/train: no images in its 1 class folders" -- "$QATC" train "$R" --out "$OUT"
+printf 'not really a jpeg' >"$IMG/train/n01/a.JPEG"
+printf 'missing.JPEG 0\n' >"$IMG/val.txt"
+expect 2 "val.txt:1: .*missing.JPEG" -- "$QATC" run "$R" --out "$OUT" --set 'stages=[train, eval]' 
+no_files "$OUT"
 finish
