@@ -318,7 +318,7 @@ TEST_CASE("image folder: every bad input is one qatc::Error line naming the file
   check_error(error_of([] { parse_on_bad_image("ignore", "data.on_bad_image"); }), "data.on_bad_image", "ignore");
 }
 
-TEST_CASE("decode: JPEG, PNG, grayscale and RGBA all give 3 channels; non-images are reported") {
+TEST_CASE("decode: JPEG, PNG, grayscale and RGBA all give 3 channels, non-images are reported") {
   TempDir dir;
   std::vector<uint8_t> gray(6 * 4), rgba(5 * 3 * 4);
   for (size_t i = 0; i < gray.size(); ++i) gray[i] = static_cast<uint8_t>(i * 10);
