@@ -1,10 +1,15 @@
 // Fake-quantized model over the float engine.
 #include "quant/quant_model.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/bytes.h"
 #include "core/error.h"
+#include "kernels/fixed_point.h"
+#include "kernels/params.h"
+#include "nn/padding.h"
 #include "quant/bn_fold.h"
 #include "quant/fake_quant.h"
 
@@ -38,6 +43,19 @@ QuantModel::QuantModel(const nn::Graph& g, QuantPlan plan, std::vector<float> pa
   }
   a_mask_.resize(g_.nodes.size());
   a_applied_.assign(g_.nodes.size(), false);
+  bias_wq_.assign(g_.nodes.size(), -1);
+  bias_bn_.assign(g_.nodes.size(), false);
+  for (size_t k = 0; k < plan_.weights.size(); ++k) {
+    const WeightQuantizer& w = plan_.weights[k];
+    if (!plan_.skipped[static_cast<size_t>(w.node)])
+      bias_wq_[static_cast<size_t>(w.bn_node >= 0 ? w.bn_node : w.node)] = static_cast<int>(k);
+  }
+  lone_act_.assign(g_.nodes.size(), false);
+  for (size_t i = 1; i < g_.nodes.size(); ++i) {
+    const bool lone = plan_.group_start[i] == static_cast<int>(i) && g_.nodes[i].shape.size() == 3;
+    bias_bn_[i] = lone && g_.nodes[i].op == nn::Op::batchnorm;
+    lone_act_[i] = lone && (g_.nodes[i].op == nn::Op::relu || g_.nodes[i].op == nn::Op::relu6);
+  }
 }
 
 const float* QuantModel::forward(const float* x, int64_t n, nn::Mode mode, uint64_t step_seed) {
@@ -127,9 +145,112 @@ QParams QuantModel::act_qparams(size_t act) const {
   return choose_qparams(o.min(), o.max(), a.range, a.spec.symmetric);
 }
 
+void QuantModel::apply_bias_rounding(size_t node, float* out, int64_t count) {
+  const nn::Node& n = g_.nodes[node];
+  const int wq = bias_wq_[node];
+  const nn::Node& head = wq >= 0 ? g_.nodes[static_cast<size_t>(plan_.weights[static_cast<size_t>(wq)].node)] : n;
+  const int in_act = governing_act(g_, plan_, head.inputs[0]);
+  in_scale_ = 0;
+  if (in_act < 0 || !observers_[static_cast<size_t>(in_act)].initialized()) return;
+  const double s_in = act_qparams(static_cast<size_t>(in_act)).scale;
+  const int64_t c = n.shape.back();
+  bias_fix_.assign(static_cast<size_t>(c), 0.0);
+  unit_.assign(static_cast<size_t>(c), 1.0);
+  w_scale_.assign(static_cast<size_t>(c), 1.0);
+  in_scale_ = s_in;
+  auto P = [&](const nn::Node& x, size_t k, int64_t ch) {
+    return static_cast<double>(params_[static_cast<size_t>(g_.param(x, k).offset + ch)]);
+  };
+  for (int64_t ch = 0; ch < c; ++ch) {
+    // The converter's float bias and weight scale of this channel (lib/convert/convert.cpp).
+    double b = 0, s_w = 1;
+    if (wq >= 0) {
+      const WeightQuantizer& w = plan_.weights[static_cast<size_t>(wq)];
+      const FoldedWeights& f = fold_[static_cast<size_t>(wq)];
+      const double s = f.bn_scale.empty() ? 1.0 : f.bn_scale[static_cast<size_t>(ch)];
+      const bool has_bias = head.params.size() > 1;
+      if (has_bias) b = P(head, 1, ch) * s;
+      if (w.bn_node >= 0) b += P(n, 1, ch) - P(n, 2, ch) * s;
+      s_w = f.qparams[w.per_channel ? static_cast<size_t>(ch) : 0].scale;
+    } else {  // a lone BatchNorm: a 1x1 depthwise with weight scale |s| / 127
+      const float eps = std::get<nn::BatchNormAttrs>(n.attrs).epsilon;
+      const double s = P(n, 0, ch) / std::sqrt(P(n, 3, ch) + static_cast<double>(eps));
+      b = P(n, 1, ch) - P(n, 2, ch) * s;
+      s_w = s != 0 ? std::fabs(s) / 127.0 : 1.0;
+    }
+    const double unit = s_in * s_w;
+    const double q = std::clamp(std::round(b / unit), -2147483648.0, 2147483647.0);
+    bias_fix_[static_cast<size_t>(ch)] = q * unit - b;
+    unit_[static_cast<size_t>(ch)] = unit;
+    w_scale_[static_cast<size_t>(ch)] = s_w;
+  }
+  for (int64_t i = 0; i < count; i += c)
+    for (int64_t ch = 0; ch < c; ++ch) out[i + ch] += static_cast<float>(bias_fix_[static_cast<size_t>(ch)]);
+}
+
+void QuantModel::apply_integer_requant(size_t node, float* out, int64_t count) {
+  const int act = plan_.act_of[static_cast<size_t>(plan_.group_end[node])];
+  if (act < 0 || !observers_[static_cast<size_t>(act)].initialized() || in_scale_ <= 0) return;
+  const QParams qo = act_qparams(static_cast<size_t>(act));
+  const int64_t c = g_.nodes[node].shape.back();
+  // The converter's per-channel multipliers (lib/convert/convert.cpp: make_channel_multipliers).
+  const kernels::ChannelMultipliers cm = kernels::make_channel_multipliers(in_scale_, w_scale_, qo.scale);
+  for (int64_t i = 0; i < count; i += c)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const auto k = static_cast<size_t>(ch);
+      const double acc = std::clamp(std::round(static_cast<double>(out[i + ch]) / unit_[k]), -2147483648.0, 2147483647.0);
+      const int64_t q = std::clamp<int64_t>(
+          int64_t{qo.zero_point} + fixed::multiply_by_quantized_multiplier(static_cast<int32_t>(acc), cm.multiplier[k], cm.shift[k]),
+          qo.qmin, qo.qmax);
+      out[i + ch] = static_cast<float>(q - qo.zero_point) * qo.scale;
+    }
+}
+
+void QuantModel::apply_integer_avgpool(size_t node, float* out, int64_t count) {
+  const nn::Node& n = g_.nodes[node];
+  const int act = plan_.act_of[node];
+  if (act < 0 || !observers_[static_cast<size_t>(act)].initialized()) return;
+  const QParams q = act_qparams(static_cast<size_t>(act));
+  const Shape& in = g_.nodes[static_cast<size_t>(n.inputs[0])].shape;
+  const auto& a = std::get<nn::PoolAttrs>(n.attrs);
+  const nn::PadGeom gh = nn::pad_geom(in[0], a.kh, a.stride_h, a.padding), gw = nn::pad_geom(in[1], a.kw, a.stride_w, a.padding);
+  const int64_t oh = n.shape[0], ow = n.shape[1], c = n.shape[2];
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t x = (i / c) % ow, y = (i / c / ow) % oh;
+    const int64_t y0 = std::max<int64_t>(0, y * a.stride_h - gh.pad_before), y1 = std::min(in[0], y * a.stride_h - gh.pad_before + a.kh);
+    const int64_t x0 = std::max<int64_t>(0, x * a.stride_w - gw.pad_before), x1 = std::min(in[1], x * a.stride_w - gw.pad_before + a.kw);
+    const int64_t taps = (y1 - y0) * (x1 - x0);
+    // sum of the taps' q = (mean / scale + zero_point) * taps, an integer up to float error.
+    const auto sum = static_cast<int64_t>(std::llround((static_cast<double>(out[i]) / q.scale + q.zero_point) * static_cast<double>(taps)));
+    const int64_t avg = sum >= 0 ? (sum + taps / 2) / taps : (sum - taps / 2) / taps;
+    out[i] = static_cast<float>(std::clamp<int64_t>(avg, q.qmin, q.qmax) - q.zero_point) * q.scale;
+  }
+}
+
 void QuantModel::output(size_t node, float* out, int64_t count, nn::Mode mode) {
   const int act = plan_.act_of[node];
   a_applied_[node] = false;
+  // The integer bias's rounding, where the BatchNorm statistics are the folded ones (eval, or
+  // frozen BatchNorm) and ranges exist: not while calibrating, not in plain float training.
+  if ((bias_wq_[node] >= 0 || bias_bn_[node]) && !calibrating_ &&
+      (mode == nn::Mode::eval || batchnorm_frozen(node) || g_.nodes[node].op != nn::Op::batchnorm) &&
+      step_ >= schedule_.quant_delay_steps) {
+    apply_bias_rounding(node, out, count);
+    if (mode == nn::Mode::eval) apply_integer_requant(node, out, count);
+  }
+  if (mode == nn::Mode::eval && !calibrating_ && lone_act_[node]) {
+    // A lone ReLU: a 1x1 depthwise of weight 127 at scale 1/127 and no bias.
+    const int in_act = governing_act(g_, plan_, g_.nodes[node].inputs[0]);
+    if (in_act >= 0 && observers_[static_cast<size_t>(in_act)].initialized()) {
+      const auto c = static_cast<size_t>(g_.nodes[node].shape.back());
+      in_scale_ = act_qparams(static_cast<size_t>(in_act)).scale;
+      w_scale_.assign(c, 1.0 / 127.0);
+      unit_.assign(c, in_scale_ / 127.0);
+      apply_integer_requant(node, out, count);
+    }
+  }
+  if (mode == nn::Mode::eval && !calibrating_ && g_.nodes[node].op == nn::Op::avgpool)
+    apply_integer_avgpool(node, out, count);
   if (act < 0) return;
   const auto a = static_cast<size_t>(act);
   const bool owner = plan_.acts[a].node == static_cast<int>(node);

@@ -70,6 +70,19 @@ class QuantModel : public train::Trainable, public nn::EngineHooks {
 
  private:
   void compute_weights(size_t wq, const float* w);
+  // Adds to the pre-activation output of a conv/depthwise/dense group (or of a BatchNorm that
+  // follows no convolution) the error the integer model's int32 bias makes: per channel,
+  // round(b / (s_in * s_w)) * s_in * s_w - b (docs/quantization.md, "The integer bias").
+  void apply_bias_rounding(size_t node, float* out, int64_t count);
+  // Eval mode: rounds the pre-activation output of a conv/depthwise/dense group (or of a lone
+  // BatchNorm) onto its output grid the way the integer kernel does: the accumulator
+  // acc = out / (s_in * s_w) (an integer once the bias rounding is added) through the same
+  // fixed-point multiplier and its two roundings (docs/int8.md, "The rounding rule"). Needs
+  // apply_bias_rounding's per-channel scales of the same call.
+  void apply_integer_requant(size_t node, float* out, int64_t count);
+  // Eval mode, an average pool on its input's grid: the integer kernel's mean of the raw q over
+  // the non-padded taps, rounded half away from zero (recovered from the float mean).
+  void apply_integer_avgpool(size_t node, float* out, int64_t count);
   void fold_into(size_t wq, FoldedWeights& f) const;
   bool observers_frozen() const {
     return schedule_.freeze_observers_after_steps >= 0 && step_ >= schedule_.freeze_observers_after_steps;
@@ -89,6 +102,11 @@ class QuantModel : public train::Trainable, public nn::EngineHooks {
   std::vector<std::vector<uint8_t>> w_mask_;  // per weight quantizer
   std::vector<std::vector<uint8_t>> a_mask_;  // per node with an output transform
   std::vector<bool> a_applied_;               // per node: fq applied in the last forward
+  std::vector<int> bias_wq_;    // per node: the weight quantizer whose bias rounding it adds, or -1
+  std::vector<bool> bias_bn_;   // per node: a BatchNorm the integer model runs as a 1x1 depthwise
+  std::vector<bool> lone_act_;  // per node: a ReLU/ReLU6 the integer model runs as a 1x1 depthwise
+  std::vector<double> bias_fix_, unit_, w_scale_;  // scratch: per channel
+  double in_scale_ = 0;                            // scratch: s_in of the last bias rounding
 };
 
 }  // namespace qatc::quant
