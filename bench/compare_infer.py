@@ -34,6 +34,10 @@ MODELS = {
 }
 QUICK_MODELS = ["tfmot_cnn", "mobilenet_v1_025_128"]
 FORMS = [("qatc", "float"), ("qatc", "int8"), ("torch", "fp32"), ("torch", "int8")]
+# --torch-no-amx: PyTorch int8 once more with oneDNN capped below AMX (its int8 convolutions then use AVX-512 VNNI,
+# the instruction set of qatc's fastest kernels).
+NO_AMX_FORM = ("torch", "int8_noamx")
+NO_AMX_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
 
 
 class BenchError(Exception):
@@ -139,6 +143,7 @@ def qatc_cmd(args, model, batch, threads, form):
 
 
 def torch_cmd(args, model, batch, threads, mode):
+    mode = "int8" if mode == "int8_noamx" else mode
     return [args.python, os.path.join(HERE, "torch_infer.py"), "--model", model, "--batch", str(batch),
             "--threads", str(threads), "--mode", mode, "--min-seconds", str(args.seconds),
             "--min-runs", str(args.min_runs), "--max-runs", str(args.max_runs),
@@ -150,6 +155,8 @@ def measure(args, side, form, model, batch, threads):
         cmd, env = qatc_cmd(args, model, batch, threads, form), qatc_env(args, form)
     else:
         cmd, env = torch_cmd(args, model, batch, threads, form), torch_env(args, threads)
+        if form == "int8_noamx":
+            env.update(NO_AMX_ENV)
     rec = {"side": side, "form": form, "command": " ".join(cmd), "load_start": loadavg()}
     t0 = time.perf_counter()
     try:
@@ -211,9 +218,10 @@ def qatc_params(args, model):
 
 
 def torch_params(args, model):
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import torch_infer as t; a, s, r, kw = t.MODELS[sys.argv[2]]; "
-            "m = t.build(a, **kw); print(sum(p.numel() for p in m.parameters()) + sum(b.numel() for n, b in "
-            "m.named_buffers() if n.endswith(('running_mean', 'running_var'))))")
+    code = ("import sys; sys.dont_write_bytecode = True; sys.path.insert(0, sys.argv[1]); import torch_infer as t; "
+            "a, s, r, kw = t.MODELS[sys.argv[2]]; m = t.build(a, **kw); "
+            "print(sum(p.numel() for p in m.parameters()) + sum(b.numel() for n, b in m.named_buffers() "
+            "if n.endswith(('running_mean', 'running_var'))))")
     out, _ = run([args.python, "-c", code, HERE, model], torch_env(args, 1), 300, f"torch params {model}")
     return int(out.strip().splitlines()[-1])
 
@@ -229,7 +237,8 @@ def openblas_core_of_qatc(args, env):
 
 
 def torch_probe(args):
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import torch, torch_infer as t; "
+    code = ("import json, sys; sys.dont_write_bytecode = True; sys.path.insert(0, sys.argv[1]); "
+            "import torch, torch_infer as t; "
             "print(json.dumps({'torch': torch.__version__, 'engines': torch.backends.quantized.supported_engines, "
             "'aten_cpu_capability': t.aten_cpu_capability(), 'openblas_core': t.openblas_core()}))")
     out, _ = run([args.python, "-c", code, HERE], torch_env(args, 1), 120,
@@ -241,10 +250,13 @@ def torch_probe(args):
 # Output.
 
 def fmt_ms(s):
+    """The median; with several repeats also the range of their medians, in brackets."""
     if "error" in s:
         return "fail"
-    v = s["latency_ms_median"]
-    return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
+    f = lambda v: f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.1f}"  # noqa: E731
+    meds = [r["latency_ms_median"] for r in s["repeats"] if "error" not in r]
+    text = f(s["latency_ms_median"])
+    return text + f" ({f(min(meds))}-{f(max(meds))})" if len(meds) > 1 else text
 
 
 def ratio(a, b):
@@ -254,26 +266,64 @@ def ratio(a, b):
 
 
 def load_range(row):
-    loads = [x for side in row["results"].values() for r in side["repeats"] for x in (r["load_start"][0], r["load_end"][0])]
+    loads = [x for side in row["results"].values() for r in side["repeats"]
+             for x in (r["load_start"][0], r["load_end"][0])]
     return f"{min(loads):.2f}-{max(loads):.2f}"
 
 
-def table(rows):
+def table(rows, no_amx):
     head = ["model", "batch", "threads", "qatc float ms", "qatc int8 ms", "torch fp32 ms", "torch int8 (onednn) ms",
-            "torch int8 / qatc int8", "qatc float / qatc int8", "load 1-min"]
+            "torch int8 / qatc int8", "qatc float / qatc int8"]
+    if no_amx:
+        head += ["torch int8 AMX off ms", "torch int8 AMX off / qatc int8"]
+    head.append("load 1-min")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for row in rows:
         r = row["results"]
         cells = [row["model"], str(row["batch"]), str(row["threads"]), fmt_ms(r["qatc float"]), fmt_ms(r["qatc int8"]),
                  fmt_ms(r["torch fp32"]), fmt_ms(r["torch int8"]), ratio(r["torch int8"], r["qatc int8"]),
-                 ratio(r["qatc float"], r["qatc int8"]), load_range(row)]
+                 ratio(r["qatc float"], r["qatc int8"])]
+        if no_amx:
+            cells += [fmt_ms(r["torch int8_noamx"]), ratio(r["torch int8_noamx"], r["qatc int8"])]
+        cells.append(load_range(row))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def print_report(doc):
+    """The table and the notes under it, from the --json document."""
+    a, rows, cpu = doc["args"], doc["rows"], doc["cpu"]
+    kernels = sorted({r["results"]["qatc int8"].get("kernels") for r in rows} - {None})
+
+    def onednn_summary(key):
+        reps = [rep for r in rows for rep in r["results"].get(key, {}).get("repeats", [])]
+        impls = sorted({k for rep in reps for k in rep.get("onednn", {}).get("impls", {})
+                        if k.startswith(("convolution", "matmul", "inner_product"))})
+        isa = next((rep["onednn"]["isa"] for rep in reps if rep.get("onednn", {}).get("isa")), None)
+        return isa, impls
+
+    if a["unset_openblas_coretype"]:
+        print("qatc float runs with OPENBLAS_CORETYPE removed from their environment (--unset-openblas-coretype)")
+    print(f"Median latency per run of a batch (ms), {cpu}; ratios > 1 mean qatc int8 is faster."
+          + (f" With {a['repeats']} repeats: median of their medians (range)." if a["repeats"] > 1 else ""))
+    print()
+    print(table(rows, a["torch_no_amx"]))
+    print()
+    print(f"qatc int8 kernels: {', '.join(kernels) or '-'}; qatc float: OpenBLAS {doc['qatc_float_openblas']}")
+    for key in ["torch int8"] + (["torch int8_noamx"] if a["torch_no_amx"] else []):
+        isa, impls = onednn_summary(key)
+        if isa or impls:
+            print(f"{key}: oneDNN ISA {isa}; conv/matmul implementations {', '.join(impls)}")
+    not_idle = [r for r in rows if not r["idle_wait"]["idle"]]
+    if not_idle:
+        print(f"note: {len(not_idle)} of {len(rows)} configurations started with a 1-min load >= {a['idle_load']:g} "
+              "(the machine is shared; part of it is this script's own previous run); compare the load column")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--qatc", default=os.path.join(ROOT, "build", "qatc"), help="the qatc binary (default: %(default)s)")
+    ap.add_argument("--qatc", default=os.path.join(ROOT, "build", "qatc"),
+                    help="the qatc binary (default: %(default)s)")
     ap.add_argument("--python", default=sys.executable, help="interpreter with torch for torch_infer.py")
     ap.add_argument("--models", type=csv_list(str), help=f"comma-separated subset of {','.join(MODELS)} "
                     "(default: all; with --quick: " + ",".join(QUICK_MODELS) + ")")
@@ -287,13 +337,15 @@ def main():
     ap.add_argument("--seconds", type=float, help="timed seconds per measurement: qatc bench --seconds and "
                     "torch_infer.py --min-seconds (default 3; --quick 1)")
     ap.add_argument("--min-runs", type=int, help="torch_infer.py --min-runs (default 20; --quick 10)")
-    ap.add_argument("--max-runs", type=int, default=2000, help="cap on the timed runs of either side (qatc bench --runs)")
+    ap.add_argument("--max-runs", type=int, default=2000,
+                    help="cap on the timed runs of either side (qatc bench --runs)")
     ap.add_argument("--max-seconds", type=float, default=20.0,
                     help="torch_infer.py --max-seconds: stop after this many timed seconds once 5 runs are done")
     ap.add_argument("--observer", choices=["default", "minmax"], default="default",
                     help="torch int8 activation observer (see torch_infer.py); does not change the timing")
     ap.add_argument("--idle-load", type=float, default=1.0,
-                    help="before each configuration wait for the 1-minute load average to drop below this (default 1.0)")
+                    help="before each configuration wait for the 1-minute load average to drop below this "
+                    "(default 1.0)")
     ap.add_argument("--idle-timeout", type=float, help="... for at most this many seconds (default 120; --quick 30; "
                     "0 = do not wait)")
     ap.add_argument("--unset-openblas-coretype", action="store_true",
@@ -301,14 +353,26 @@ def main():
                     "the OpenBLAS kernels for this CPU itself)")
     ap.add_argument("--torch-openblas-coretype", default="auto", metavar="auto|keep|NAME",
                     help="OPENBLAS_CORETYPE for torch_infer.py (fp32 nn.Linear goes to OpenBLAS). auto (default): when "
-                    "OPENBLAS_CORETYPE is not set, use the kernels qatc's float runs use; keep: leave OpenBLAS's choice")
+                    "OPENBLAS_CORETYPE is not set, use the kernels qatc's float runs use; keep: leave OpenBLAS's "
+                    "choice")
     ap.add_argument("--torch-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for torch_infer.py, e.g. ATEN_CPU_CAPABILITY=avx512 (repeatable)")
+    ap.add_argument("--torch-no-amx", action="store_true",
+                    help="also time PyTorch int8 with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (no AMX: the instruction set "
+                    "of qatc's fastest int8 kernels) and show it in two more columns")
     ap.add_argument("--skip-param-check", action="store_true",
                     help="do not compare `qatc inspect`'s parameter count with the PyTorch twin's")
     ap.add_argument("--timeout", type=float, default=900, help="seconds before one measurement is abandoned")
     ap.add_argument("--json", metavar="FILE", help="write every raw result to FILE")
+    ap.add_argument("--print", metavar="FILE", help="print the header and table of an earlier --json FILE and exit")
     args = ap.parse_args()
+    if args.print:
+        with open(args.print) as f:
+            doc = json.load(f)
+        print("\n".join(doc["header"]))
+        print()
+        print_report(doc)
+        return 0
 
     models = args.models or (QUICK_MODELS if args.quick else list(MODELS))
     for m in models:
@@ -374,6 +438,12 @@ def main():
         f"{args.max_runs} runs or {args.max_seconds:g} s; repeats {args.repeats}; idle wait: 1-min load < "
         f"{args.idle_load:g} for up to {args.idle_timeout:g} s before each configuration",
     ]
+    if "amx_int8" in flags:
+        header.append("This CPU has AMX: PyTorch's oneDNN uses it for int8 convolutions and matmuls (its ISA and "
+                      "primitives are listed below the table); qatc's int8 kernels go up to AVX-512 VNNI"
+                      + (". --torch-no-amx: torch int8 also timed with " +
+                         " ".join(f"{k}={v}" for k, v in NO_AMX_ENV.items()) if args.torch_no_amx else
+                         " (--torch-no-amx adds torch int8 capped at AVX-512 VNNI)"))
     if params:
         header.append("parameters (Keras count, qatc inspect = PyTorch twin): " +
                       ", ".join(f"{m} {p['qatc']}" for m, p in params.items()))
@@ -384,9 +454,10 @@ def main():
     for i, (m, b, t) in enumerate(configs):
         idle = wait_for_idle(args.idle_load, args.idle_timeout) if args.idle_timeout > 0 else \
             {"load": loadavg(), "idle": os.getloadavg()[0] < args.idle_load, "waited_s": 0}
-        runs = {f"{s} {f}": [] for s, f in FORMS}
+        forms = FORMS + ([NO_AMX_FORM] if args.torch_no_amx else [])
+        runs = {f"{s} {f}": [] for s, f in forms}
         for rep in range(args.repeats):
-            order = FORMS if rep % 2 == 0 else FORMS[::-1]
+            order = forms if rep % 2 == 0 else forms[::-1]
             for side, form in order:
                 rec = measure(args, side, form, m, b, t)
                 runs[f"{side} {form}"].append(rec)
@@ -397,32 +468,15 @@ def main():
         rows.append({"model": m, "batch": b, "threads": t, "idle_wait": idle,
                      "results": {k: summarize(v) for k, v in runs.items()}})
 
-    kernels = sorted({r["results"]["qatc int8"].get("kernels") for r in rows} - {None})
-    onednn = sorted({f"{k}" for r in rows for rep in r["results"]["torch int8"]["repeats"]
-                     for k in rep.get("onednn", {}).get("impls", {}) if k.startswith(("convolution", "matmul",
-                                                                                       "inner_product"))})
-    isa = next((rep["onednn"]["isa"] for r in rows for rep in r["results"]["torch int8"]["repeats"]
-                if rep.get("onednn", {}).get("isa")), None)
-    print()
-    if args.unset_openblas_coretype:
-        print("qatc float runs with OPENBLAS_CORETYPE removed from their environment (--unset-openblas-coretype)")
-    print(f"Median latency per run of a batch (ms), {cpu}; ratios > 1 mean qatc int8 is faster.")
-    print()
-    print(table(rows))
-    print()
-    print(f"qatc int8 kernels: {', '.join(kernels) or '-'}; qatc float: OpenBLAS {qatc_float_blas}")
-    if isa or onednn:
-        print(f"torch int8: oneDNN ISA {isa}; conv/matmul implementations {', '.join(onednn)}")
-    not_idle = [r for r in rows if not r["idle_wait"]["idle"]]
-    if not_idle:
-        print(f"note: {len(not_idle)} of {len(rows)} configurations started with a 1-min load >= {args.idle_load:g} "
-              "(the machine is shared; part of it is this script's own previous run); compare the load column")
+    doc = {"header": header, "started": started.isoformat(), "cpu": cpu, "cpu_flags": flags,
+           "qatc_version": qatc_version, "qatc_float_openblas": qatc_float_blas, "torch": tinfo,
+           "openblas_coretype_env": coretype_env, "params": params,
+           "args": {k: v for k, v in vars(args).items()}, "rows": rows}
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"header": header, "started": started.isoformat(), "cpu": cpu, "cpu_flags": flags,
-                       "qatc_version": qatc_version, "qatc_float_openblas": qatc_float_blas, "torch": tinfo,
-                       "openblas_coretype_env": coretype_env, "params": params,
-                       "args": {k: v for k, v in vars(args).items()}, "rows": rows}, f, indent=2)
+            json.dump(doc, f, indent=2)
+    print()
+    print_report(doc)
     return 0
 
 

@@ -333,7 +333,8 @@ def main():
                     help="int8 activation observer: default = get_default_qconfig_mapping('onednn') "
                          "(HistogramObserver); minmax is faster to calibrate. Timing is unaffected")
     ap.add_argument("--calib-batches", type=int, default=2, help="int8 calibration batches (default 2, as qatc bench)")
-    ap.add_argument("--calib-batch", type=int, default=8, help="images per calibration batch (default 8, as qatc bench)")
+    ap.add_argument("--calib-batch", type=int, default=8,
+                    help="images per calibration batch (default 8, as qatc bench)")
     ap.add_argument("--warmup-runs", type=int, default=3)
     ap.add_argument("--warmup-seconds", type=float, default=0.5)
     ap.add_argument("--min-runs", type=int, default=20)
