@@ -34,7 +34,6 @@ const std::vector<std::pair<std::string, std::string>> kRows = {
     {"ptq_int8", "ptq.int8"}, {"qat_int8", "qat.int8"}};
 
 // Images timed one by one for the batch-1 latency column.
-constexpr int64_t kLatencyImages = 200;
 
 nlohmann::json read_json(const std::filesystem::path& p) {
   try {
@@ -297,7 +296,7 @@ nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run) {
     nlohmann::json agreement;
     if (me.kind == "int8") {
       runtime::IntModel im = runtime::load_int_model(path);
-      lat = runtime::int_latency(im, *test, kLatencyImages);
+      lat = runtime::int_latency(im, *test, rc.eval.latency_images);
       // Simulated == integer: the fake-quant checkpoint this model was converted from.
       const auto source = run.root / (row.substr(0, 3) + ".ckpt");
       if (std::filesystem::exists(source, ec)) {
@@ -310,7 +309,7 @@ nlohmann::json eval_stage(const recipe::Recipe& rc, const RunFolder& run) {
       }
     } else {
       LoadedModel lm = open_checkpoint(path, 1);
-      lat = runtime::float_latency(*lm.model, *test, kLatencyImages);
+      lat = runtime::float_latency(*lm.model, *test, rc.eval.latency_images);
     }
     nlohmann::json layers;
     if (me.kind == "fakequant") {

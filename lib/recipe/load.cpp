@@ -606,6 +606,8 @@ Recipe parse_recipe(const std::string& text, const std::string& label, const std
     e.check_range("batch_size", static_cast<double>(rc.eval.batch_size), 1, 1 << 20);
     if (e.read("max_accuracy_drop", rc.eval.max_accuracy_drop))
       e.check_range("max_accuracy_drop", rc.eval.max_accuracy_drop, 0, 1);
+    e.read("latency_images", rc.eval.latency_images);
+    e.check_range("latency_images", static_cast<double>(rc.eval.latency_images), 5, 1e6);
     e.finish();
   }
   r.finish();

@@ -156,6 +156,7 @@ struct TrainSpec {
 
 struct EvalSpec {
   int64_t batch_size = 256;
+  int64_t latency_images = 200;  // batch-1 latency: at most this many timed images (and 3 s)
   // Gate: `qatc run` exits 1 (after writing the report) when an int8 model's accuracy is more
   // than this below the float model's (a fraction: 0.005 = half a point). Negative: no gate.
   double max_accuracy_drop = -1;

@@ -64,7 +64,7 @@ TEST_CASE("imagenet recipes: each runs every stage on a tiny image folder at 32x
         {"data.path=" + root.string(), "data.labels_file=" + (root / "val.txt").string(), "model.input=[32, 32, 3]",
          "stages=[train, ptq, qat, convert, eval, report]", "train.epochs=1", "train.batch_size=4",
          "train.schedule.warmup_steps=0", "train.optimizer.lr=0.01", "ptq.batches=1", "ptq.batch_size=4", "qat.steps=2", "qat.batch_size=4",
-         "qat.freeze_bn_after_steps=1", "eval.batch_size=2"});
+         "qat.freeze_bn_after_steps=1", "eval.batch_size=2", "eval.latency_images=5"});
     pipeline::RunFolder run{out};
     pipeline::StageOptions opt;
     const nlohmann::json report = pipeline::run_stages(rc, run, opt).at("report");
