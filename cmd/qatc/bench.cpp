@@ -3,11 +3,13 @@
 // peak memory is its own and no form warms or fragments memory for the next.
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <iostream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "command.h"
 #include "core/error.h"
@@ -49,7 +51,11 @@ class Bench : public Command {
   }
 
   int execute(const Globals& g) override {
-    if (forms.empty()) forms = pipeline::bench_forms(file);
+    const std::vector<std::string> available = pipeline::bench_forms(file);
+    if (forms.empty()) forms = available;
+    for (const auto& f : forms)
+      if (std::find(available.begin(), available.end(), f) == available.end())
+        fail("{}: cannot time it as '{}'; it times as: {}", file, f, fmt::format("{}", fmt::join(available, ", ")));
     nlohmann::json results = nlohmann::json::array();
     for (const auto& form : forms) {
       nlohmann::json r = in_process ? pipeline::bench_form(file, form, o) : run_child(form);
