@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake ninja-build pkg-config
           libyaml-cpp-dev libcli11-dev libopenblas-dev libstb-dev libspdlog-dev libfmt-dev
           doctest-dev nlohmann-json3-dev zlib1g-dev
-          curl ca-certificates dataset-fashion-mnist clang libclang-rt-14-dev)
+          curl ca-certificates dataset-fashion-mnist clang libclang-rt-14-dev
+          python3)  # python3: the end-to-end tests read JSON with it
 
 missing=()
 for p in "${packages[@]}"; do
