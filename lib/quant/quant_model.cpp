@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kernels/fixed_point.h"
 #include "kernels/params.h"
+#include "kernels/ref/kernels.h"
 #include "nn/padding.h"
 #include "quant/bn_fold.h"
 #include "quant/fake_quant.h"
@@ -227,6 +228,27 @@ void QuantModel::apply_integer_avgpool(size_t node, float* out, int64_t count) {
   }
 }
 
+void QuantModel::apply_integer_add(size_t node, float* out, int64_t count) {
+  const nn::Node& n = g_.nodes[node];
+  const int act = plan_.act_of[static_cast<size_t>(plan_.group_end[node])];
+  const int a1 = governing_act(g_, plan_, n.inputs[0]), a2 = governing_act(g_, plan_, n.inputs[1]);
+  for (int a : {act, a1, a2})
+    if (a < 0 || !observers_[static_cast<size_t>(a)].initialized()) return;
+  const QParams q1 = act_qparams(static_cast<size_t>(a1)), q2 = act_qparams(static_cast<size_t>(a2));
+  const QParams qo = act_qparams(static_cast<size_t>(act));
+  std::vector<int8_t> x1(static_cast<size_t>(count)), x2(static_cast<size_t>(count)), y(static_cast<size_t>(count));
+  const float* in1 = engine_.activation(static_cast<size_t>(n.inputs[0]));
+  const float* in2 = engine_.activation(static_cast<size_t>(n.inputs[1]));
+  for (int64_t i = 0; i < count; ++i) {
+    x1[static_cast<size_t>(i)] = static_cast<int8_t>(quantize(in1[i], q1));
+    x2[static_cast<size_t>(i)] = static_cast<int8_t>(quantize(in2[i], q2));
+  }
+  const kernels::AddParams p = kernels::make_add_params(q1.scale, q1.zero_point, q2.scale, q2.zero_point, qo.scale,
+                                                        qo.zero_point, qo.qmin, qo.qmax, count);
+  ref::add_qs8(y.data(), x1.data(), x2.data(), p);
+  for (int64_t i = 0; i < count; ++i) out[i] = dequantize(y[static_cast<size_t>(i)], qo);
+}
+
 void QuantModel::output(size_t node, float* out, int64_t count, nn::Mode mode) {
   const int act = plan_.act_of[node];
   a_applied_[node] = false;
@@ -251,6 +273,8 @@ void QuantModel::output(size_t node, float* out, int64_t count, nn::Mode mode) {
   }
   if (mode == nn::Mode::eval && !calibrating_ && g_.nodes[node].op == nn::Op::avgpool)
     apply_integer_avgpool(node, out, count);
+  if (mode == nn::Mode::eval && !calibrating_ && g_.nodes[node].op == nn::Op::add && g_.nodes[node].inputs.size() == 2)
+    apply_integer_add(node, out, count);
   if (act < 0) return;
   const auto a = static_cast<size_t>(act);
   const bool owner = plan_.acts[a].node == static_cast<int>(node);

@@ -83,6 +83,9 @@ class QuantModel : public train::Trainable, public nn::EngineHooks {
   // Eval mode, an average pool on its input's grid: the integer kernel's mean of the raw q over
   // the non-padded taps, rounded half away from zero (recovered from the float mean).
   void apply_integer_avgpool(size_t node, float* out, int64_t count);
+  // Eval mode, a two-input add: the integer Add (kernels::AddParams, TFLite's scheme) of the
+  // inputs' quantized values, on the output grid of its group.
+  void apply_integer_add(size_t node, float* out, int64_t count);
   void fold_into(size_t wq, FoldedWeights& f) const;
   bool observers_frozen() const {
     return schedule_.freeze_observers_after_steps >= 0 && step_ >= schedule_.freeze_observers_after_steps;
