@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "data/catalog.h"
+#include "fixtures/temp_dir.h"
 
 namespace fs = std::filesystem;
 using qatc::data::Dataset;
@@ -24,24 +25,10 @@ using qatc::data::load_dataset;
 
 namespace {
 
-class TempDir {
+// A temp folder named after this test file.
+class TempDir : public qatc::testing::TempDir {
  public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("qatc_catalog_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
+  TempDir() : qatc::testing::TempDir("qatc_catalog_test") {}
 };
 
 // Sets or unsets an environment variable for one scope and restores the old value after.

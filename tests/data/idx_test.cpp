@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/idx.h"
+#include "fixtures/temp_dir.h"
 
 namespace fs = std::filesystem;
 using qatc::data::Dataset;
@@ -22,24 +23,10 @@ using qatc::data::read_idx;
 
 namespace {
 
-// A fresh folder under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
+// A temp folder named after this test file.
+class TempDir : public qatc::testing::TempDir {
  public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("qatc_idx_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
+  TempDir() : qatc::testing::TempDir("qatc_idx_test") {}
 };
 
 void put_be32(std::string& s, uint32_t v) {

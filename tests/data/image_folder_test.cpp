@@ -27,30 +27,17 @@
 #include "data/image_folder.h"
 #include "data/image_source.h"
 #include "data/preprocess.h"
+#include "fixtures/temp_dir.h"
 
 namespace fs = std::filesystem;
 using namespace qatc::data;
 
 namespace {
 
-class TempDir {
+// A temp folder named after this test file.
+class TempDir : public qatc::testing::TempDir {
  public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("qatc_image_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
+  TempDir() : qatc::testing::TempDir("qatc_image_test") {}
 };
 
 // Restores qatc's thread count at scope exit.
