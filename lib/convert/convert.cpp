@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "kernels/params.h"
 #include "pipeline/model_file.h"
+#include "quant/bn_fold.h"
 #include "train/checkpoint.h"
 
 namespace qatc::convert {
@@ -193,9 +194,9 @@ runtime::IntModel to_int_model(const quant::QuantModel& model, const recipe::Rec
           const float eps = std::get<nn::BatchNormAttrs>(node.attrs).epsilon;
           for (int64_t c = 0; c < oc; ++c) {
             auto P = [&](size_t k) { return static_cast<double>(params[static_cast<size_t>(g.param(node, k).offset + c)]); };
-            const double sc = P(0) / std::sqrt(P(3) + static_cast<double>(eps));
-            scale[static_cast<size_t>(c)] = sc;
-            bias[static_cast<size_t>(c)] = P(1) - P(2) * sc;
+            const quant::ChannelAffine a = quant::lone_batchnorm(P(0), P(1), P(2), P(3), eps);
+            scale[static_cast<size_t>(c)] = a.scale;
+            bias[static_cast<size_t>(c)] = a.bias;
           }
         }
         const auto [out_q, out_bits] = act_q(end);
@@ -204,7 +205,7 @@ runtime::IntModel to_int_model(const quant::QuantModel& model, const recipe::Rec
         cv.kind = runtime::ConvKind::depthwise;
         for (double sc : scale) {
           cv.weights.push_back(static_cast<int8_t>(sc > 0 ? 127 : sc < 0 ? -127 : 0));
-          cv.weight_scales.push_back(sc != 0 ? std::fabs(sc) / 127.0 : 1.0);
+          cv.weight_scales.push_back(quant::lone_weight_scale(sc));
         }
         finish_conv(cv, bias, out_q);
         layer.params = std::move(cv);

@@ -2,6 +2,7 @@
 // integer model holds it (see docs/quantization.md, "Batch normalization folding").
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace qatc::quant {
@@ -19,5 +20,18 @@ void bn_scale(float* s, const float* gamma, const float* var, float eps, int64_t
 void fold_batchnorm(float* w_folded, float* b_folded, const float* w, const float* b,
                     const float* gamma, const float* beta, const float* mean, const float* var,
                     float eps, int64_t rows, int64_t channels);
+
+// A BatchNorm that folds into no convolution, in inference mode, as the per-channel affine map
+// y = s * x + b with s = gamma / sqrt(var + eps), b = beta - mean * s (double). The integer
+// model runs it as a 1x1 depthwise convolution of weight sign(s) * 127 at weight scale
+// lone_weight_scale(s) = |s| / 127 (1 when s = 0), which the fake-quant model mirrors.
+struct ChannelAffine {
+  double scale, bias;
+};
+inline ChannelAffine lone_batchnorm(double gamma, double beta, double mean, double var, float eps) {
+  const double s = gamma / std::sqrt(var + static_cast<double>(eps));
+  return {s, beta - mean * s};
+}
+inline double lone_weight_scale(double s) { return s != 0 ? std::fabs(s) / 127.0 : 1.0; }
 
 }  // namespace qatc::quant

@@ -175,9 +175,9 @@ void QuantModel::apply_bias_rounding(size_t node, float* out, int64_t count) {
       s_w = f.qparams[w.per_channel ? static_cast<size_t>(ch) : 0].scale;
     } else {  // a lone BatchNorm: a 1x1 depthwise with weight scale |s| / 127
       const float eps = std::get<nn::BatchNormAttrs>(n.attrs).epsilon;
-      const double s = P(n, 0, ch) / std::sqrt(P(n, 3, ch) + static_cast<double>(eps));
-      b = P(n, 1, ch) - P(n, 2, ch) * s;
-      s_w = s != 0 ? std::fabs(s) / 127.0 : 1.0;
+      const ChannelAffine a = lone_batchnorm(P(n, 0, ch), P(n, 1, ch), P(n, 2, ch), P(n, 3, ch), eps);
+      b = a.bias;
+      s_w = lone_weight_scale(a.scale);
     }
     const double unit = s_in * s_w;
     const double q = std::clamp(std::round(b / unit), -2147483648.0, 2147483647.0);

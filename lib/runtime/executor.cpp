@@ -258,13 +258,12 @@ const int8_t* Executor::run_float(const float* x, int64_t n) {
 
 const int8_t* Executor::run_layers(int64_t n) {
   auto buf = [&](int32_t t) { return buffers_[static_cast<size_t>(slot_[static_cast<size_t>(t)])].data(); };
-  std::vector<const int8_t*> ins;
   for (size_t li = 0; li < m_.layers.size(); ++li) {
     const IntLayer& l = m_.layers[li];
-    ins.clear();
-    for (int32_t t : l.inputs) ins.push_back(buf(t));
+    ins_.clear();
+    for (int32_t t : l.inputs) ins_.push_back(buf(t));
     // A reshape is a view: the planner gave its input and output the same buffer.
-    if (!std::holds_alternative<ReshapeLayer>(l.params)) run_layer(li, ins.data(), buf(l.output), n);
+    if (!std::holds_alternative<ReshapeLayer>(l.params)) run_layer(li, ins_.data(), buf(l.output), n);
   }
   return buf(m_.output);
 }

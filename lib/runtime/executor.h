@@ -56,6 +56,7 @@ class Executor {
   std::vector<int64_t> slot_elems_;  // per buffer: elements per example
   std::vector<std::vector<int8_t>> buffers_;
   std::vector<float> fin_, fout_, fwork_;  // float layers only
+  std::vector<const int8_t*> ins_;         // the current layer's inputs (kept: no allocation per run)
   bool opt_ = true;                        // optimized kernels (else the reference ones)
   std::vector<std::unique_ptr<opt::PackedConv>> packed_;  // per layer: packed weights (opt conv/dense/depthwise)
 };
