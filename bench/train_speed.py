@@ -157,7 +157,19 @@ def run_qatc(args, spec, workdir, rep):
         raise BenchError(f"{out}/metrics.jsonl: {len(epochs)} train epochs, expected {args.epochs}")
     ev = json.loads(run_checked([args.qatc, "eval", os.path.join(out, "float.ckpt"), "--json",
                                  "--threads", str(args.threads), "-q"], what="qatc eval"))
-    return dict(state, wall_seconds=wall, command=" ".join(train_cmd),
+    # A QAT epoch over the same training images at the training batch size, from the float model just
+    # trained (the recipe's own QAT stage may use a subset and another batch size).
+    qat_out = out + "_qat"
+    qat_cmd = [args.qatc, "run", spec["file"], "--out", qat_out, "--from", os.path.join(out, "float.ckpt"),
+               "--threads", str(args.threads), "-q", "--set", "stages=[qat]", "--set", "qat.subset=0",
+               "--set", "qat.epochs=1", "--set", f"qat.batch_size={spec['batch_size']}", "--set", f"seed={args.seed}"]
+    run_checked(qat_cmd, what="qatc qat")
+    with open(os.path.join(qat_out, "metrics.jsonl")) as f:
+        qat_epochs = [e for e in map(json.loads, f) if e.get("stage") == "qat"]
+    if len(qat_epochs) != 1:
+        raise BenchError(f"{qat_out}/metrics.jsonl: {len(qat_epochs)} qat epochs, expected 1")
+    return dict(state, wall_seconds=wall, command=" ".join(train_cmd), qat_command=" ".join(qat_cmd),
+                qat_seconds_per_epoch=qat_epochs[0]["seconds"],
                 seconds_per_epoch=statistics.mean(e["seconds"] for e in epochs),
                 epoch_seconds=[e["seconds"] for e in epochs], steps_per_epoch=epochs[0]["steps"],
                 train_loss=epochs[-1]["loss"], val_accuracy=epochs[-1].get("val_accuracy"),
@@ -246,22 +258,27 @@ def run_torch(args, spec, rep):
 
 
 def summarize(runs):
-    return {"runs": runs,
-            "seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in runs),
-            "test_accuracy": statistics.median(r["test_accuracy"] for r in runs)}
+    out = {"runs": runs,
+           "seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in runs),
+           "test_accuracy": statistics.median(r["test_accuracy"] for r in runs)}
+    if all("qat_seconds_per_epoch" in r for r in runs):
+        out["qat_seconds_per_epoch"] = statistics.median(r["qat_seconds_per_epoch"] for r in runs)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
 
 def print_table(rows, args):
-    head = ["recipe", "ep", "qatc s/ep", "torch s/ep", "qatc/torch", "qatc img/s", "torch img/s",
+    head = ["recipe", "ep", "qatc s/ep", "torch s/ep", "qatc/torch", "qatc QAT s/ep", "QAT/torch", "qatc img/s",
+            "torch img/s",
             "qatc test", "torch test", "load qatc", "load torch"]
     lines = []
     for r in rows:
         q, t = r["qatc"], r["torch"]
         imgs = r["train_images"]
         lines.append([r["recipe"], str(args.epochs), f"{q['seconds_per_epoch']:.2f}", f"{t['seconds_per_epoch']:.2f}",
-                      f"{r['ratio_qatc_over_torch']:.2f}", f"{imgs / q['seconds_per_epoch']:.0f}",
+                      f"{r['ratio_qatc_over_torch']:.2f}", f"{q['qat_seconds_per_epoch']:.2f}",
+                      f"{q['qat_seconds_per_epoch'] / t['seconds_per_epoch']:.2f}", f"{imgs / q['seconds_per_epoch']:.0f}",
                       f"{imgs / t['seconds_per_epoch']:.0f}", f"{100 * q['test_accuracy']:.2f}%",
                       f"{100 * t['test_accuracy']:.2f}%",
                       ",".join(f"{x['load_before'][0]:.2f}" for x in q["runs"]),
@@ -337,7 +354,8 @@ def main():
             for rep in range(args.repeats):
                 # Alternate the sides so a drift in machine load hits both alike.
                 q_runs.append(run_qatc(args, spec, workdir, rep))
-                print(f"  {spec['recipe']} qatc  #{rep + 1}: {q_runs[-1]['seconds_per_epoch']:.2f} s/epoch, "
+                print(f"  {spec['recipe']} qatc  #{rep + 1}: {q_runs[-1]['seconds_per_epoch']:.2f} s/epoch "
+                      f"(QAT {q_runs[-1]['qat_seconds_per_epoch']:.2f}), "
                       f"test {100 * q_runs[-1]['test_accuracy']:.2f}%, load before {q_runs[-1]['load_before']}",
                       flush=True)
                 t_runs.append(run_torch(args, spec, rep))
@@ -348,7 +366,8 @@ def main():
             n_train = int(60000 * (1 - spec["validation_split"]))
             rows.append({"recipe": spec["recipe"], "file": spec["file"], "train_images": n_train,
                          "qatc": q, "torch": t,
-                         "ratio_qatc_over_torch": q["seconds_per_epoch"] / t["seconds_per_epoch"]})
+                         "ratio_qatc_over_torch": q["seconds_per_epoch"] / t["seconds_per_epoch"],
+                         "ratio_qatc_qat_over_torch": q["qat_seconds_per_epoch"] / t["seconds_per_epoch"]})
     except BenchError as e:
         print(f"train_speed: {e}", file=sys.stderr)
         return 1

@@ -550,6 +550,40 @@ TEST_CASE("opt add equals ref, in place too") {
   }
 }
 
+TEST_CASE("opt add equals ref on every pair of inputs, any left shift and input shift") {
+  // The vector code computes each input's term in 32-bit lanes when 8 <= left_shift <= 22 and
+  // falls back to 64-bit multiplies below: every (a, b) pair, both sides of that boundary,
+  // input shifts from 0 to -31 and zero multipliers.
+  Rng rng(419);
+  std::vector<int8_t> a(256 * 256), b(256 * 256);
+  for (int i = 0; i < 256 * 256; ++i) {
+    a[static_cast<size_t>(i)] = static_cast<int8_t>(i % 256 - 128);
+    b[static_cast<size_t>(i)] = static_cast<int8_t>(i / 256 - 128);
+  }
+  auto multiplier = [&] {
+    return static_cast<int32_t>((int64_t{1} << 30) + static_cast<int64_t>(rng.next() % (uint64_t{1} << 30)));
+  };
+  for (int32_t left_shift : {0, 1, 7, 8, 9, 15, 20, 21, 22})
+    for (int32_t shift1 : {0, -1, -2, -13, -31})
+      for (int32_t shift2 : {0, -1, -7, -30}) {
+        AddParams p{};
+        p.size = 256 * 256;
+        p.left_shift = left_shift;
+        p.input1_zero_point = pick_zero_point(rng), p.input2_zero_point = pick_zero_point(rng);
+        p.input1_multiplier = multiplier(), p.input1_shift = shift1;
+        p.input2_multiplier = multiplier(), p.input2_shift = shift2;
+        if (shift2 == -30) p.input2_multiplier = 0, p.input2_shift = 0;  // a zero multiplier
+        p.output_multiplier = multiplier(), p.output_shift = -left_shift - static_cast<int32_t>(rng.next() % 4);
+        p.output_zero_point = pick_zero_point(rng);
+        const Clamp c = pick_clamp(rng, p.output_zero_point);
+        p.qmin = c.qmin, p.qmax = c.qmax;
+        std::vector<int8_t> want(a.size());
+        ref::add_qs8(want.data(), a.data(), b.data(), p);
+        expect_ref(want, fmt::format("add left_shift {} shifts {} {}", left_shift, shift1, shift2),
+                   [&](int8_t* out) { opt::add_qs8(out, a.data(), b.data(), p); });
+      }
+}
+
 TEST_CASE("opt concat equals ref") {
   Rng rng(417);
   std::vector<ConcatShape> shapes = concat_shapes();

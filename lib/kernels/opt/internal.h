@@ -69,6 +69,22 @@ inline int32_t fast_shift_of(int32_t multiplier, int32_t shift) {
   return multiplier == 0 ? 1 : -shift - 1;
 }
 
+// An Add's input term in 32-bit arithmetic. The reference computes, for d = q - zp,
+// |d| <= 255, L = left_shift, right = -shift >= 0 (kernels::check: shift <= 0):
+//   srdhm(d 2^L, m) = floor((d m 2^L + 2^30) / 2^31) = floor((d m + 2^(k-1)) / 2^k),  k = 31 - L
+// and with m = mh 2^k + ml (mh = m >> k, 0 <= ml < 2^k) the multiple d mh 2^k leaves the floor:
+//   = d mh + floor((d ml + 2^(k-1)) / 2^k)
+// then the rounding right shift by `right`. Both products fit in int32 when L >= 8
+// (|d ml| < 2^8 2^23, |d mh| < 2^8 2^22), so this needs no 64-bit multiplies.
+struct AddTerm {
+  int32_t zero_point, mult_hi, mult_lo, lo_shift, right;
+};
+inline bool add_terms_apply(const kernels::AddParams& p) { return p.left_shift >= 8 && p.left_shift <= 22; }
+inline AddTerm add_term(int32_t zero_point, int32_t multiplier, int32_t shift, int32_t left_shift) {
+  const int32_t k = 31 - left_shift;
+  return {zero_point, multiplier >> k, multiplier & ((int32_t{1} << k) - 1), k, -shift};
+}
+
 // Output clamp as applied after mbqm: clamp(v, lo, hi) + zero_point with lo = qmin - zp,
 // hi = qmax - zp, equal to clamp(zp + v, qmin, qmax) without the int32 wrap of zp + v.
 struct OutClamp {

@@ -65,6 +65,8 @@ struct Avx512 {
   static V sll(V a, int n) { return _mm512_sll_epi32(a, _mm_cvtsi32_si128(n)); }
   static V madd16(V x, V w) { return _mm512_madd_epi16(x, w); }
   static V madd_acc(V acc, V x, V w) { return _mm512_dpwssd_epi32(acc, x, w); }  // VNNI
+  static V mullo(V a, V b) { return _mm512_mullo_epi32(a, b); }
+  static V sra(V a, int n) { return _mm512_sra_epi32(a, _mm_cvtsi32_si128(n)); }
 
   // mbqm's constants per lane. Generic form: multiplier (and its odd lanes moved down for
   // vpmuldq), left shift, right shift, its rounding mask 2^right - 1 and half mask >> 1.

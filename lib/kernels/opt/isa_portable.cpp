@@ -32,6 +32,8 @@ struct Scalar {
   static V sll(V a, int n) { return static_cast<V>(static_cast<uint32_t>(a) << n); }
   static V madd16(V x, V w) { return x * static_cast<int16_t>(static_cast<uint16_t>(w & 0xFFFF)); }
   static V madd_acc(V acc, V x, V w) { return add(acc, madd16(x, w)); }
+  static V mullo(V a, V b) { return static_cast<V>(static_cast<uint32_t>(a) * static_cast<uint32_t>(b)); }
+  static V sra(V a, int n) { return a >> n; }
 
   struct Rq {
     int32_t mult, shift;
