@@ -33,36 +33,41 @@ void Optimizer::step(float* params, const float* grads, double lr) {
   const double c1 = 1.0 - std::pow(spec_.beta1, static_cast<double>(t_));
   const double c2 = 1.0 - std::pow(spec_.beta2, static_cast<double>(t_));
   const float alpha = static_cast<float>(lr * std::sqrt(c2) / c1);
-  float* m = m_.data();
-  float* v = v_.data();
-  for (const auto& range : ranges_) {
-    const int64_t begin = range.first, end = range.second;  // plain locals: lambdas capture them
-    parallel_for(end - begin, 1 << 15, [&](int64_t b, int64_t e) {
-      for (int64_t i = begin + b; i < begin + e; ++i) {
-        float g = grads[i];
-        switch (type) {
-          case recipe::OptimizerKind::sgd: {
-            g += wd * params[i];
-            if (mom > 0) {
-              m[i] = mom * m[i] + g;
-              params[i] -= flr * (nesterov ? g + mom * m[i] : m[i]);
-            } else {
-              params[i] -= flr * g;
-            }
-            break;
-          }
-          case recipe::OptimizerKind::adam:
-          case recipe::OptimizerKind::adamw: {
-            if (type == recipe::OptimizerKind::adam) g += wd * params[i];
-            m[i] = b1 * m[i] + (1 - b1) * g;
-            v[i] = b2 * v[i] + (1 - b2) * g * g;
-            if (type == recipe::OptimizerKind::adamw) params[i] -= flr * wd * params[i];
-            params[i] -= alpha * m[i] / (std::sqrt(v[i]) + eps);
-            break;
-          }
-        }
-      }
-    });
+  float* const m = m_.data();
+  float* const v = v_.data();
+  // One loop per optimizer, on local pointers (read through the closure they would be reloaded
+  // after every store, and the loop would not vectorize).
+  auto run = [&](auto&& update) {
+    for (const auto& range : ranges_)
+      parallel_for(range.second - range.first, 1 << 15, [&, begin = range.first](int64_t b, int64_t e) {
+        float *p = params, *mm = m, *vv = v;
+        const float* g = grads;
+        for (int64_t i = begin + b; i < begin + e; ++i) update(p, mm, vv, g, i);
+      });
+  };
+  switch (type) {
+    case recipe::OptimizerKind::sgd:
+      if (mom > 0)
+        run([=](float* p, float* mm, float*, const float* g, int64_t i) {
+          const float gi = g[i] + wd * p[i];
+          mm[i] = mom * mm[i] + gi;
+          p[i] -= flr * (nesterov ? gi + mom * mm[i] : mm[i]);
+        });
+      else
+        run([=](float* p, float*, float*, const float* g, int64_t i) { p[i] -= flr * (g[i] + wd * p[i]); });
+      break;
+    case recipe::OptimizerKind::adam:
+    case recipe::OptimizerKind::adamw: {
+      const bool decoupled = type == recipe::OptimizerKind::adamw;
+      run([=](float* p, float* mm, float* vv, const float* g, int64_t i) {
+        const float gi = decoupled ? g[i] : g[i] + wd * p[i];
+        mm[i] = b1 * mm[i] + (1 - b1) * gi;
+        vv[i] = b2 * vv[i] + (1 - b2) * gi * gi;
+        if (decoupled) p[i] -= flr * wd * p[i];
+        p[i] -= alpha * mm[i] / (std::sqrt(vv[i]) + eps);
+      });
+      break;
+    }
   }
 }
 
