@@ -620,6 +620,16 @@ TEST_CASE("opt maxpool2d and avgpool2d equal ref") {
   geoms.push_back({1, 20, 20, 64, 64, 3, 3, 2, 2, 0, 0, 10, 10});   // ResNet maxpool-like
   geoms.push_back({2, 7, 7, 130, 130, 7, 7, 1, 1, 0, 0, 1, 1});     // 7x7 average
   geoms.push_back({1, 260, 260, 1, 1, 257, 257, 1, 1, 0, 0, 4, 4});  // count > 65536: integer path
+  // Max pool rows without a loop per pixel: few channels, odd widths, padding on either side,
+  // windows wider than the stride, and rows too wide for its scratch (the per-pixel path).
+  for (int64_t c : {1, 3, 12, 17})
+    for (int64_t w : {1, 2, 5, 26, 27}) {
+      geoms.push_back({2, 5, w, c, c, 2, 2, 2, 2, 0, 0, 2, std::max<int64_t>(1, w / 2)});
+      geoms.push_back({1, 6, w, c, c, 3, 3, 2, 2, 1, 1, 3, (w + 1) / 2});
+      geoms.push_back({1, 4, w, c, c, 3, 3, 1, 1, 1, 1, 4, w});
+    }
+  geoms.push_back({1, 4, 30, 5, 5, 1, 3, 1, 3, 0, 0, 4, 10});
+  geoms.push_back({1, 3, 300, 64, 64, 2, 2, 2, 2, 0, 0, 1, 150});
   for (const ConvGeom& g : geoms) {
     const auto input = random_bytes(rng, g.n * g.h * g.w * g.c);
     const Clamp c = pick_clamp(rng, pick_zero_point(rng));
