@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/quantize_float.h"
+
 namespace qatc::quant {
 
 // The stored integer levels [qmin, qmax] of a quantized tensor.
@@ -33,27 +35,13 @@ struct QParams {
 // gets the smallest normal float. min, max must be finite with min <= max (checked).
 QParams choose_qparams(float min, float max, QRange r, bool symmetric);
 
-// Rounds to the nearest integer, ties away from zero; equal to std::round for every float
-// (NaN and +-inf pass through), but inlined: std::round is a libm call in the hot loops.
-// x - trunc(x) is exact in float, so the tie test has no rounding error.
-inline float round_half_away_from_zero(float x) {
-  const float t = std::trunc(x);
-  return std::fabs(x - t) >= 0.5f ? t + std::copysign(1.0f, x) : t;
-}
+using kernels::round_half_away_from_zero;
 
-// clamp(round_half_away_from_zero(x / scale) + zero_point, qmin, qmax).
-// x / scale is one IEEE float division (never a multiply by 1/scale), and the rounding is
-// applied before zero_point is added, so ties round away from real 0 on both sides. Every
-// caller (fake-quant, calibration, the int8 converter) uses this function, so simulated and
-// converted values agree bit for bit. Infinities clamp; NaN maps to zero_point.
+// clamp(round_half_away_from_zero(x / scale) + zero_point, qmin, qmax): kernels::quantize_float,
+// the one definition every caller (fake-quant, calibration, the int8 converter and runtime)
+// shares, so simulated and converted values agree bit for bit.
 inline int32_t quantize(float x, const QParams& q) {
-  const float v = round_half_away_from_zero(x / q.scale);
-  // Clamp in float before converting: x / scale may be far outside the int32 range. Written
-  // as selects (no early return) so loops over quantize can be vectorized.
-  const float lo = static_cast<float>(q.qmin - q.zero_point);
-  const float hi = static_cast<float>(q.qmax - q.zero_point);
-  const float c = v != v ? 0.0f : (v < lo ? lo : (v > hi ? hi : v));
-  return static_cast<int32_t>(c) + q.zero_point;
+  return kernels::quantize_float(x, q.scale, q.zero_point, q.qmin, q.qmax);
 }
 
 // scale * (q - zero_point): one float multiply of an exactly converted integer, so

@@ -252,7 +252,8 @@ const int8_t* Executor::run_float(const float* x, int64_t n) {
   const quant::QParams q{static_cast<float>(t.scale), t.zero_point, -(1 << (t.bits - 1)), (1 << (t.bits - 1)) - 1};
   int8_t* out = buffers_[static_cast<size_t>(slot_[0])].data();
   const int64_t count = n * numel(t.shape);
-  for (int64_t k = 0; k < count; ++k) out[k] = static_cast<int8_t>(quant::quantize(x[k], q));
+  if (opt_) opt::quantize_f32_to_qs8(out, x, count, q.scale, q.zero_point, q.qmin, q.qmax);
+  else for (int64_t k = 0; k < count; ++k) out[k] = static_cast<int8_t>(quant::quantize(x[k], q));
   return run_layers(n);
 }
 

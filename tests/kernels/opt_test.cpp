@@ -26,6 +26,7 @@
 #include "kernels/fixed_point.h"
 #include "kernels/opt/isa.h"
 #include "kernels/opt/kernels.h"
+#include "kernels/quantize_float.h"
 #include "kernels/params.h"
 #include "kernels/ref/kernels.h"
 #include "kernels/shapes.h"
@@ -582,6 +583,35 @@ TEST_CASE("opt add equals ref on every pair of inputs, any left shift and input 
         expect_ref(want, fmt::format("add left_shift {} shifts {} {}", left_shift, shift1, shift2),
                    [&](int8_t* out) { opt::add_qs8(out, a.data(), b.data(), p); });
       }
+}
+
+TEST_CASE("opt float input quantization equals kernels::quantize_float") {
+  // Ties (k + 1/2) * scale on both sides of 0, values next to them, NaN, infinities, huge and
+  // denormal values, -0 and random values, at several scales, zero points and clamps; counts
+  // that leave every tail length.
+  Rng rng(423);
+  for (const float scale : {1.0f / 255.0f, 0.0178f, 0.5f, 3.0f, 1e-30f}) {
+    std::vector<float> x = {0.0f, -0.0f, std::nanf(""), -std::nanf(""), INFINITY, -INFINITY, 3e38f, -3e38f,
+                            1e-40f, -1e-40f, std::numeric_limits<float>::min()};
+    for (int k = -300; k <= 300; ++k) {
+      const float tie = (static_cast<float>(k) + 0.5f) * scale;
+      x.push_back(tie);
+      x.push_back(std::nextafter(tie, INFINITY));
+      x.push_back(std::nextafter(tie, -INFINITY));
+    }
+    for (int i = 0; i < 3000; ++i) x.push_back(static_cast<float>(uniform_real(rng, -300.0, 300.0)) * scale);
+    for (const int64_t count : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{15}, int64_t{17}, static_cast<int64_t>(x.size())}) {
+      const int32_t zp = pick_zero_point(rng);
+      const Clamp c = pick_clamp(rng, zp);
+      std::vector<int8_t> want(static_cast<size_t>(count));
+      for (int64_t i = 0; i < count; ++i)
+        want[static_cast<size_t>(i)] =
+            static_cast<int8_t>(kernels::quantize_float(x[static_cast<size_t>(i)], scale, zp, c.qmin, c.qmax));
+      expect_ref(want, fmt::format("quantize_f32 scale {} count {}", scale, count), [&](int8_t* out) {
+        opt::quantize_f32_to_qs8(out, x.data(), count, scale, zp, c.qmin, c.qmax);
+      });
+    }
+  }
 }
 
 TEST_CASE("opt concat equals ref") {

@@ -1,8 +1,10 @@
 // Drivers of the optimized add, concat, pools and input quantize: argument checks and the
 // split over threads. The arithmetic is in the isa_*.cpp files.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
+#include "core/error.h"
 #include "core/threads.h"
 #include "kernels/check.h"
 #include "kernels/opt/internal.h"
@@ -29,6 +31,16 @@ void quantize_u8_to_qs8(int8_t* out, const uint8_t* in, int64_t count,
   kernels::check(p, out, in, count);
   const detail::IsaOps& ops = detail::ops_for(active_isa());
   parallel_for(count, kGrainBytes, [&](int64_t i0, int64_t i1) { ops.quantize(out, in, p, i0, i1); });
+}
+
+void quantize_f32_to_qs8(int8_t* out, const float* x, int64_t count, float scale, int32_t zero_point,
+                         int32_t qmin, int32_t qmax) {
+  QATC_CHECK(scale > 0 && std::isfinite(scale));
+  QATC_CHECK(-128 <= qmin && qmin <= qmax && qmax <= 127 && -128 <= zero_point && zero_point <= 127);
+  QATC_CHECK(count >= 0);
+  const detail::IsaOps& ops = detail::ops_for(active_isa());
+  const detail::FloatQuant q{scale, zero_point, qmin, qmax};
+  parallel_for(count, kGrainBytes, [&](int64_t i0, int64_t i1) { ops.quantize_float(out, x, q, i0, i1); });
 }
 
 void concat_qs8(int8_t* out, const int8_t* const* inputs, const kernels::ConcatParams& p) {

@@ -128,6 +128,12 @@ struct DepthwiseRow {
   int8_t* out;  // [ow, oc]
 };
 
+// The int8 model's float input: kernels::quantize_float with these parameters.
+struct FloatQuant {
+  float scale;
+  int32_t zero_point, qmin, qmax;
+};
+
 // The code of one instruction set. Ranges are [begin, end) in the unit named.
 struct IsaOps {
   Isa isa;
@@ -152,6 +158,7 @@ struct IsaOps {
                    int64_t begin, int64_t end);
   void (*mbqm)(int32_t* out, const int32_t* x, const int32_t* multiplier, const int32_t* shift,
                int64_t n);
+  void (*quantize_float)(int8_t* out, const float* x, const FloatQuant& q, int64_t begin, int64_t end);
 };
 
 const IsaOps& portable_ops();

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "kernels/fixed_point.h"
+#include "kernels/quantize_float.h"
 #include "kernels/opt/internal.h"
 #include "kernels/opt/target.h"
 
@@ -53,6 +54,28 @@ struct MaddI16 {
   }
 };
 
+// kernels::quantize_float, 8 lanes at a time: the same IEEE division, truncation and tie test
+// (|d - trunc(d)| >= 0.5 is exact), the clamp, and NaN to 0 (not clamped), so every lane equals it.
+void quantize_float_avx2(int8_t* out, const float* x, const FloatQuant& q, int64_t begin, int64_t end) {
+  const __m256 scale = _mm256_set1_ps(q.scale), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(q.qmin - q.zero_point));
+  const __m256 hi = _mm256_set1_ps(static_cast<float>(q.qmax - q.zero_point));
+  const __m256i zp = _mm256_set1_epi32(q.zero_point);
+  int64_t i = begin;
+  for (; i + 8 <= end; i += 8) {
+    const __m256 d = _mm256_div_ps(_mm256_loadu_ps(x + i), scale);
+    const __m256 t = _mm256_round_ps(d, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(d, t));
+    const __m256 away = _mm256_add_ps(t, _mm256_or_ps(one, _mm256_and_ps(sign, d)));
+    __m256 v = _mm256_blendv_ps(t, away, _mm256_cmp_ps(frac, half, _CMP_GE_OQ));
+    const __m256 ordered = _mm256_cmp_ps(v, v, _CMP_ORD_Q);
+    v = _mm256_and_ps(_mm256_min_ps(_mm256_max_ps(v, lo), hi), ordered);  // NaN: 0, unclamped
+    Avx2::store_i8(out + i, _mm256_add_epi32(_mm256_cvttps_epi32(v), zp));
+  }
+  quantize_float_scalar(out, x, q, i, end);
+}
+
 }  // namespace
 }  // namespace qatc::opt::detail
 
@@ -72,7 +95,8 @@ const IsaOps& avx2_ops() {
                           avgpool_rows,
                           global_avgpool_range<Avx2>,
                           quantize_range<Avx2>,
-                          mbqm_batch<Avx2>};
+                          mbqm_batch<Avx2>,
+                          quantize_float_avx2};
   return ops;
 }
 

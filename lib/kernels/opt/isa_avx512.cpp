@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "kernels/fixed_point.h"
+#include "kernels/quantize_float.h"
 #include "kernels/opt/internal.h"
 #include "kernels/opt/target.h"
 
@@ -370,6 +371,27 @@ void gemm(const GemmTask& t) {
   }
 }
 
+// kernels::quantize_float, 16 lanes at a time (as quantize_float_avx2).
+void quantize_float_avx512(int8_t* out, const float* x, const FloatQuant& q, int64_t begin, int64_t end) {
+  const __m512 scale = _mm512_set1_ps(q.scale), half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  const __m512i sign = _mm512_set1_epi32(INT32_MIN);
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(q.qmin - q.zero_point));
+  const __m512 hi = _mm512_set1_ps(static_cast<float>(q.qmax - q.zero_point));
+  const __m512i zp = _mm512_set1_epi32(q.zero_point);
+  int64_t i = begin;
+  for (; i + 16 <= end; i += 16) {
+    const __m512 d = _mm512_div_ps(_mm512_loadu_ps(x + i), scale);
+    const __m512 t = _mm512_roundscale_ps(d, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(d, t));
+    const __m512 s1 = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(one),
+                                                          _mm512_and_si512(sign, _mm512_castps_si512(d))));
+    __m512 v = _mm512_mask_add_ps(t, _mm512_cmp_ps_mask(frac, half, _CMP_GE_OQ), t, s1);
+    v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), _mm512_min_ps(_mm512_max_ps(v, lo), hi));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvttps_epi32(v), zp)));
+  }
+  quantize_float_scalar(out, x, q, i, end);
+}
+
 }  // namespace
 }  // namespace qatc::opt::detail
 
@@ -389,7 +411,8 @@ const IsaOps& avx512_vnni_ops() {
                           avgpool_rows,
                           global_avgpool_range<Avx512>,
                           quantize_range<Avx512>,
-                          mbqm_batch<Avx512>};
+                          mbqm_batch<Avx512>,
+                          quantize_float_avx512};
   return ops;
 }
 

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "kernels/fixed_point.h"
+#include "kernels/quantize_float.h"
 #include "kernels/opt/internal.h"
 #include "kernels/opt/target.h"
 

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/fixed_point.h"
+#include "kernels/quantize_float.h"
 #include "kernels/opt/internal.h"
 
 namespace qatc::opt::detail {
@@ -113,7 +114,8 @@ const IsaOps& portable_ops() {
                           avgpool_rows,
                           global_avgpool_range<Scalar>,
                           quantize_range<Scalar>,
-                          mbqm_batch<Scalar>};
+                          mbqm_batch<Scalar>,
+                          quantize_float_scalar};
   return ops;
 }
 

@@ -102,6 +102,10 @@ void global_avgpool_qs8(int8_t* out, const int8_t* in, const kernels::GlobalAvgP
 void quantize_u8_to_qs8(int8_t* out, const uint8_t* in, int64_t count,
                         const kernels::QuantizeParams& p);
 void pad_qs8(int8_t* out, const int8_t* in, const kernels::PadParams& p);
+// The int8 model's float input: out[i] = kernels::quantize_float(x[i], scale, zero_point, qmin,
+// qmax), bit for bit, for any float (NaN, infinities, ties); scale > 0, -128 <= qmin <= qmax <= 127.
+void quantize_f32_to_qs8(int8_t* out, const float* x, int64_t count, float scale, int32_t zero_point,
+                         int32_t qmin, int32_t qmax);
 
 // Test hook: out[i] = fixed::multiply_by_quantized_multiplier(x[i], multiplier[i], shift[i])
 // computed by the vector code of `isa`'s output stages, for any int32 x and any
