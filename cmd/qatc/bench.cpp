@@ -16,6 +16,7 @@
 #include "core/threads.h"
 #include "pipeline/bench.h"
 #include "runtime/executor.h"
+#include "runtime/int_model.h"
 
 namespace qatc::cli {
 namespace {
@@ -33,6 +34,14 @@ std::string self_exe() {
   return std::string(buf, static_cast<size_t>(n));
 }
 
+// ", 3.1 MiB above start <= bound 4.0 MiB" for an int8 model file's result (docs/performance.md).
+std::string memory_bound_note(const nlohmann::json& r) {
+  if (!r.contains("memory_bound_bytes")) return "";
+  const double above = r["peak_rss_above_start_bytes"].get<double>(), bound = r["memory_bound_bytes"].get<double>();
+  return fmt::format(", {:.1f} MiB above start {} bound {:.1f} MiB", above / (1 << 20), above <= bound ? "<=" : ">",
+                     bound / (1 << 20));
+}
+
 class Bench : public Command {
  public:
   explicit Bench(CLI::App& parent) {
@@ -48,9 +57,19 @@ class Bench : public Command {
     app->add_option("--form", forms, "float, fakequant or int8 (repeat for several; default: every form the file has)");
     app->add_option("--set", o.sets, "override a recipe key, e.g. --set model.alpha=0.25");
     app->add_flag("--in-process", in_process, "time every form in this process (peak memory is then cumulative)");
+    app->add_option("--save-int8", save_int8,
+                    "write the int8 model it would time (a recipe's: random weights, quick calibration) to this file "
+                    "and time nothing; `qatc bench` of that file then times it as a file");
   }
 
   int execute(const Globals& g) override {
+    if (!save_int8.empty()) {
+      runtime::save_int_model(save_int8, pipeline::bench_int_model(file, o));
+      const auto bytes = std::filesystem::file_size(save_int8);
+      if (g.json) print_json({{"model", save_int8}, {"size_bytes", bytes}});
+      else std::cout << fmt::format("{}: {} bytes\n", save_int8, bytes);
+      return 0;
+    }
     const std::vector<std::string> available = pipeline::bench_forms(file);
     if (forms.empty()) forms = available;
     for (const auto& f : forms)
@@ -61,10 +80,11 @@ class Bench : public Command {
       nlohmann::json r = in_process ? pipeline::bench_form(file, form, o) : run_child(form);
       if (!g.json)
         std::cerr << fmt::format("{:<10} batch {:>4}  threads {:>2}  median {:>9.3f} ms  p90 {:>9.3f} ms  {:>10.1f} img/s  "
-                                 "peak RSS {:>7.1f} MiB\n",
+                                 "peak RSS {:>7.1f} MiB{}\n",
                                  form, r["batch"].get<int64_t>(), r["threads"].get<int64_t>(),
                                  r["latency_ms_median"].get<double>(), r["latency_ms_p90"].get<double>(),
-                                 r["images_per_s"].get<double>(), r["peak_rss_bytes"].get<double>() / (1 << 20));
+                                 r["images_per_s"].get<double>(), r["peak_rss_bytes"].get<double>() / (1 << 20),
+                                 memory_bound_note(r));
       results.push_back(r);
     }
     nlohmann::json out = {{"file", file}, {"results", results}};
@@ -94,7 +114,7 @@ class Bench : public Command {
     }
   }
 
-  std::string file;
+  std::string file, save_int8;
   std::vector<std::string> forms;
   pipeline::BenchOptions o;
   bool in_process = false;

@@ -6,9 +6,16 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/bytes.h"
 
 namespace qatc {
 
@@ -23,7 +30,37 @@ struct Container {
 
 std::string pack_container(std::string_view magic, const Container& c);
 
-// `what` names the file in messages; `kind` says what it should be ("checkpoint").
+// A container read in place, section by section, from bytes in memory or from a file. A file
+// is never held whole: its checksum is computed in one streaming pass, then each section is
+// read from the file by the reader section() returns. Both check what unpack_container does.
+class ContainerReader {
+ public:
+  // `what` names the source in messages; `kind` says what it should be ("int8 model").
+  ContainerReader(std::string_view bytes, std::string_view magic, uint32_t max_version, std::string what,
+                  const std::string& kind);
+  ContainerReader(const std::filesystem::path& path, std::string_view magic, uint32_t max_version,
+                  const std::string& kind);
+
+  uint32_t version() const { return version_; }
+  const std::string& what() const { return what_; }
+  // The section tags (a tag given twice counts once, with its last payload).
+  std::vector<std::string> tags() const;
+  // A reader over the payload of a required section (raises naming the file when absent). From
+  // a file, only the reader returned last may be used.
+  ByteReader section(const std::string& tag);
+
+ private:
+  void read_directory(ByteReader& r, size_t magic_size);
+
+  std::string_view bytes_;  // in memory, or empty when reading file_
+  std::unique_ptr<std::ifstream> file_;
+  std::string what_;
+  uint32_t version_ = 0;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> sections_;  // tag -> offset, length
+};
+
+// The whole container in memory. `what` names the file in messages; `kind` says what it should
+// be ("checkpoint").
 Container unpack_container(std::string_view bytes, std::string_view magic, uint32_t max_version,
                            const std::string& what, const std::string& kind);
 

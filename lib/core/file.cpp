@@ -14,12 +14,17 @@
 
 namespace qatc {
 
-std::string read_file(const std::filesystem::path& path) {
+std::ifstream open_file(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) fail("{}: file not found", path.string());
   if (std::filesystem::is_directory(path, ec)) fail("{}: is a folder, expected a file", path.string());
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open for reading ({})", path.string(), std::strerror(errno));
+  return in;
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in = open_file(path);
   std::ostringstream ss;
   ss << in.rdbuf();
   if (in.bad()) fail("{}: read error", path.string());
@@ -59,8 +64,8 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view bytes
   }
 }
 
-uint32_t crc32_of(std::string_view bytes) {
-  uLong crc = ::crc32(0L, Z_NULL, 0);
+uint32_t crc32_of(std::string_view bytes, uint32_t crc_before) {
+  uLong crc = crc_before;
   const auto* p = reinterpret_cast<const Bytef*>(bytes.data());
   size_t left = bytes.size();
   while (left > 0) {

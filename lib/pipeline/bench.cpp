@@ -144,9 +144,9 @@ nlohmann::json bench_form(const std::filesystem::path& file, const std::string& 
     fail("{}: cannot time it as '{}'; it times as: {}", file.string(), form, fmt::format("{}", fmt::join(forms, ", ")));
   const int64_t rss_start = current_rss_bytes();  // the binary and its libraries, before any model
   Models m = build(file, form, o);
+  std::unique_ptr<runtime::Executor> ex;  // int8: takes the model, keeping only its packed weights
+  if (m.int8) ex = std::make_unique<runtime::Executor>(std::move(*m.int8), o.batch);
   const auto x = random_inputs(o.batch * m.input_floats, input_range(m.rc.data), 0xB0B);
-  std::unique_ptr<runtime::Executor> ex;
-  if (m.int8) ex = std::make_unique<runtime::Executor>(*m.int8, o.batch);
   auto run_once = [&] {
     if (ex) ex->run_float(x.data(), o.batch);
     else m.model->forward(x.data(), o.batch, nn::Mode::eval, 0);
@@ -163,16 +163,32 @@ nlohmann::json bench_form(const std::filesystem::path& file, const std::string& 
   }
   std::sort(ms.begin(), ms.end());
   const double median = ms[ms.size() / 2], p90 = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
-  return {{"model", form},
-          {"batch", o.batch},
-          {"threads", num_threads()},
-          {"kernels", form == "int8" ? runtime::kernels_in_use() : "openblas"},
-          {"latency_ms_median", median},
-          {"latency_ms_p90", p90},
-          {"images_per_s", static_cast<double>(o.batch) * 1000.0 / median},
-          {"runs", ms.size()},
-          {"peak_rss_bytes", peak_rss_bytes()},
-          {"peak_rss_above_start_bytes", peak_rss_bytes() - rss_start}};
+  nlohmann::json r = {{"model", form},
+                      {"batch", o.batch},
+                      {"threads", num_threads()},
+                      {"kernels", form == "int8" ? runtime::kernels_in_use() : "openblas"},
+                      {"latency_ms_median", median},
+                      {"latency_ms_p90", p90},
+                      {"images_per_s", static_cast<double>(o.batch) * 1000.0 / median},
+                      {"runs", ms.size()},
+                      {"peak_rss_bytes", peak_rss_bytes()},
+                      {"peak_rss_above_start_bytes", peak_rss_bytes() - rss_start}};
+  if (ex) {
+    const int64_t pair = runtime::largest_activation_pair_bytes(ex->model(), o.batch);
+    r["largest_activation_pair_bytes"] = pair;
+    r["activation_arena_bytes"] = ex->arena_bytes();
+    if (runtime::is_int_model_file(file)) {  // the memory bound of docs/performance.md
+      const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(file));
+      r["model_file_bytes"] = file_bytes;
+      r["memory_bound_bytes"] = 3 * (file_bytes + pair) / 2;
+    }
+  }
+  return r;
+}
+
+runtime::IntModel bench_int_model(const std::filesystem::path& file, const BenchOptions& o) {
+  bench_forms(file);  // its checks and messages (every file bench takes has an int8 form)
+  return std::move(*build(file, "int8", o).int8);
 }
 
 }  // namespace qatc::pipeline

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/int_model.h"
+
 namespace qatc::pipeline {
 
 struct BenchOptions {
@@ -29,7 +31,14 @@ std::vector<std::string> bench_forms(const std::filesystem::path& file);
 //  "runs", "peak_rss_bytes", "peak_rss_above_start_bytes"} (peak_rss_bytes: this process's
 // peak resident memory so far, so call it in a fresh process per form for a per-form figure, as
 // `qatc bench` does; peak_rss_above_start_bytes: that peak minus the resident memory before the
-// model was read, i.e. without the binary and its libraries).
+// model was read, i.e. without the binary and its libraries). An int8 result adds
+// "largest_activation_pair_bytes", "activation_arena_bytes" (the executor's) and, for an int8
+// model file, "model_file_bytes" and "memory_bound_bytes" = 1.5 * (file + pair), the bound of
+// docs/performance.md.
 nlohmann::json bench_form(const std::filesystem::path& file, const std::string& form, const BenchOptions& o);
+
+// The int8 model bench times for `file` (a recipe's: random weights, quick calibration), e.g. to
+// write it to a file and time that.
+runtime::IntModel bench_int_model(const std::filesystem::path& file, const BenchOptions& o);
 
 }  // namespace qatc::pipeline

@@ -11,6 +11,7 @@
 #include "quant/quant_model.h"
 #include "recipe/load.h"
 #include "runtime/evaluate.h"
+#include "runtime/executor.h"
 #include "runtime/int_model.h"
 
 namespace qatc::pipeline {
@@ -68,7 +69,8 @@ ModelEval evaluate_model_file(const std::filesystem::path& file, const DataChoic
     data::check_fits(*ds, input, im.classes(),
                      file.string());
     out.kind = "int8";
-    out.result = runtime::evaluate_int(im, *ds, data::all_indices(*ds), batch_size);
+    runtime::Executor ex(std::move(im), batch_size);  // only run: it keeps the packed weights alone
+    out.result = runtime::evaluate_int(ex, *ds, data::all_indices(*ds), batch_size);
     out.size_bytes = static_cast<int64_t>(std::filesystem::file_size(file));
     out.dataset = dataset + "/" + choice.split;
     return out;

@@ -74,10 +74,10 @@ class InputBatch {
 
 }  // namespace
 
-train::EvalResult evaluate_int(const IntModel& m, const data::Source& src, const std::vector<int32_t>& indices,
+train::EvalResult evaluate_int(Executor& ex, const data::Source& src, const std::vector<int32_t>& indices,
                                int64_t batch_size) {
   const auto t0 = std::chrono::steady_clock::now();
-  Executor ex(m, batch_size);
+  const IntModel& m = ex.model();
   const int64_t classes = m.classes();
   const QTensor& out = m.tensors[static_cast<size_t>(m.output)];
   const quant::QParams oq{static_cast<float>(out.scale), out.zero_point, -128, 127};

@@ -12,7 +12,10 @@
 
 namespace qatc::runtime {
 
-train::EvalResult evaluate_int(const IntModel& m, const data::Source& src, const std::vector<int32_t>& indices,
+class Executor;
+
+// Accuracy and loss of the executor's model on `indices` of src, in batches of batch_size.
+train::EvalResult evaluate_int(Executor& ex, const data::Source& src, const std::vector<int32_t>& indices,
                                int64_t batch_size);
 
 struct Agreement {

@@ -155,7 +155,27 @@ void check_kernels(const IntModel& m, const std::string& what) {
   }
 }
 
+int64_t largest_activation_pair_bytes(const IntModel& m, int64_t n) {
+  int64_t largest = 0;
+  for (const auto& l : m.layers) {
+    if (std::holds_alternative<ReshapeLayer>(l.params)) continue;
+    int64_t elems = numel(m.tensors[static_cast<size_t>(l.output)].shape);
+    for (int32_t t : l.inputs) elems += numel(m.tensors[static_cast<size_t>(t)].shape);
+    largest = std::max(largest, n * elems);
+  }
+  return largest;
+}
+
 Executor::Executor(const IntModel& m, int64_t max_batch, bool keep_all_tensors) : m_(m) {
+  init(max_batch, keep_all_tensors);
+}
+
+Executor::Executor(IntModel&& m, int64_t max_batch) : owned_(std::make_unique<IntModel>(std::move(m))), m_(*owned_) {
+  init(max_batch, false);
+}
+
+void Executor::init(int64_t max_batch, bool keep_all_tensors) {
+  const IntModel& m = m_;
   // Liveness: the last layer reading each tensor (the output lives to the end).
   const size_t nt = m.tensors.size();
   std::vector<int> last_use(nt, -1);
@@ -174,71 +194,78 @@ Executor::Executor(const IntModel& m, int64_t max_batch, bool keep_all_tensors) 
       last_use[static_cast<size_t>(l.input())] = std::max(last_use[static_cast<size_t>(l.input())],
                                                            last_use[static_cast<size_t>(l.output)]);
   }
-  slot_.assign(nt, -1);
-  std::vector<int> free_after;  // per slot: the layer after which it is free again
-  auto take_slot = [&](size_t t, int at) {
-    const int64_t need = numel(m.tensors[t].shape);
-    int best = -1;
-    for (size_t s = 0; s < free_after.size(); ++s)
-      if (free_after[s] < at && (best < 0 || std::abs(slot_elems_[s] - need) < std::abs(slot_elems_[static_cast<size_t>(best)] - need)))
-        best = static_cast<int>(s);
-    if (best < 0) {
-      best = static_cast<int>(free_after.size());
-      free_after.push_back(0);
-      slot_elems_.push_back(0);
-    }
-    slot_elems_[static_cast<size_t>(best)] = std::max(slot_elems_[static_cast<size_t>(best)], need);
-    free_after[static_cast<size_t>(best)] = last_use[t];
-    slot_[t] = best;
-  };
-  take_slot(0, -1);
-  for (size_t i = 0; i < m.layers.size(); ++i) {
-    const auto& l = m.layers[i];
-    const auto out = static_cast<size_t>(l.output);
-    if (alias_of[out] >= 0) {
-      slot_[out] = slot_[static_cast<size_t>(alias_of[out])];
-      free_after[static_cast<size_t>(slot_[out])] =
-          std::max(free_after[static_cast<size_t>(slot_[out])], last_use[out]);
-    } else {
-      // The output must not share memory with this layer's input: "free" means strictly before.
-      take_slot(out, static_cast<int>(i));
-    }
+  // The layer writing each tensor (-1: the model input); a tensor lives from then to its last
+  // use, at least through its own layer, so an output never shares memory with that layer's
+  // inputs.
+  std::vector<int> first(nt, -2);
+  first[0] = -1;
+  for (size_t i = 0; i < m.layers.size(); ++i) first[static_cast<size_t>(m.layers[i].output)] = static_cast<int>(i);
+  std::vector<size_t> order;  // the tensors with memory of their own, largest first
+  for (size_t t = 0; t < nt; ++t) {
+    last_use[t] = std::max(last_use[t], first[t]);
+    if (first[t] > -2 && alias_of[t] < 0) order.push_back(t);
   }
-  buffers_.resize(slot_elems_.size());
+  auto elems = [&](size_t t) { return (numel(m.tensors[t].shape) + 63) / 64 * 64; };  // 64-byte aligned
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return elems(a) > elems(b); });
+  // Each at the lowest offset clear of every tensor placed before whose lifetime overlaps its own.
+  offset_.assign(nt, 0);
+  std::vector<std::pair<int64_t, int64_t>> busy;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const size_t t = order[k];
+    busy.clear();
+    for (size_t j = 0; j < k; ++j) {
+      const size_t u = order[j];
+      if (first[u] <= last_use[t] && first[t] <= last_use[u]) busy.emplace_back(offset_[u], offset_[u] + elems(u));
+    }
+    std::sort(busy.begin(), busy.end());
+    int64_t at = 0;
+    for (const auto& [begin, end] : busy) {
+      if (begin - at >= elems(t)) break;
+      at = std::max(at, end);
+    }
+    offset_[t] = at;
+    arena_elems_ = std::max(arena_elems_, at + elems(t));
+  }
+  for (const auto& l : m.layers) {  // views, in order (a view of a view)
+    const auto out = static_cast<size_t>(l.output);
+    if (alias_of[out] >= 0) offset_[out] = offset_[static_cast<size_t>(l.input())];
+  }
+  // Packing first: its transient (a layer's weights held twice) then never meets the arena.
+  pack();
   reserve(max_batch);
-  // The optimized kernels' weights are packed once here, in the layout of the active ISA.
+}
+
+// The optimized kernels' weights are packed once, in the layout of the active ISA; an owning
+// executor frees each layer's int8 weights right after packing them.
+void Executor::pack() {
+  const IntModel& m = m_;
   opt_ = !g_use_ref;
   packed_.resize(m.layers.size());
-  if (opt_)
-    for (size_t i = 0; i < m.layers.size(); ++i) {
-      const IntLayer& l = m.layers[i];
-      const auto* c = std::get_if<ConvLayer>(&l.params);
-      if (!c) continue;
-      const QTensor& ti = m.tensors[static_cast<size_t>(l.input())];
-      const QTensor& to = m.tensors[static_cast<size_t>(l.output)];
-      if (c->kind == ConvKind::dense) packed_[i] = std::make_unique<opt::PackedConv>(opt::pack_dense(dense_params(*c, ti, to, 1)));
-      else if (c->kind == ConvKind::depthwise)
-        packed_[i] = std::make_unique<opt::PackedConv>(opt::pack_depthwise(dw_params(*c, ti, to, 1)));
-      else packed_[i] = std::make_unique<opt::PackedConv>(opt::pack_conv2d(conv_params(*c, ti.shape, to.shape, 1, ti, to)));
-    }
+  if (!opt_) return;
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const IntLayer& l = m.layers[i];
+    const auto* c = std::get_if<ConvLayer>(&l.params);
+    if (!c) continue;
+    const QTensor& ti = m.tensors[static_cast<size_t>(l.input())];
+    const QTensor& to = m.tensors[static_cast<size_t>(l.output)];
+    if (c->kind == ConvKind::dense) packed_[i] = std::make_unique<opt::PackedConv>(opt::pack_dense(dense_params(*c, ti, to, 1)));
+    else if (c->kind == ConvKind::depthwise)
+      packed_[i] = std::make_unique<opt::PackedConv>(opt::pack_depthwise(dw_params(*c, ti, to, 1)));
+    else packed_[i] = std::make_unique<opt::PackedConv>(opt::pack_conv2d(conv_params(*c, ti.shape, to.shape, 1, ti, to)));
+    if (owned_) std::vector<int8_t>().swap(std::get<ConvLayer>(owned_->layers[i].params).weights);  // frees the storage
+  }
 }
 
 void Executor::reserve(int64_t n) {
   if (n <= max_batch_) return;
   max_batch_ = n;
-  for (size_t s = 0; s < buffers_.size(); ++s) buffers_[s].resize(static_cast<size_t>(n * slot_elems_[s]));
-}
-
-int64_t Executor::arena_bytes() const {
-  int64_t b = 0;
-  for (const auto& buf : buffers_) b += static_cast<int64_t>(buf.size());
-  return b;
+  arena_ = opt::AlignedVector<int8_t>(static_cast<size_t>(n * arena_elems_));
 }
 
 const int8_t* Executor::run(const uint8_t* pixels, int64_t n) {
   QATC_CHECK_GE(n, 1);
   reserve(n);
-  int8_t* q = buffers_[static_cast<size_t>(slot_[0])].data();
+  int8_t* q = data(0);
   const int64_t count = n * numel(m_.tensors[0].shape);
   if (opt_) opt::quantize_u8_to_qs8(q, pixels, count, m_.input_quant);
   else ref::quantize_u8_to_qs8(q, pixels, count, m_.input_quant);
@@ -250,7 +277,7 @@ const int8_t* Executor::run_float(const float* x, int64_t n) {
   reserve(n);
   const QTensor& t = m_.tensors[0];
   const quant::QParams q{static_cast<float>(t.scale), t.zero_point, -(1 << (t.bits - 1)), (1 << (t.bits - 1)) - 1};
-  int8_t* out = buffers_[static_cast<size_t>(slot_[0])].data();
+  int8_t* out = data(0);
   const int64_t count = n * numel(t.shape);
   if (opt_) opt::quantize_f32_to_qs8(out, x, count, q.scale, q.zero_point, q.qmin, q.qmax);
   else for (int64_t k = 0; k < count; ++k) out[k] = static_cast<int8_t>(quant::quantize(x[k], q));
@@ -258,7 +285,7 @@ const int8_t* Executor::run_float(const float* x, int64_t n) {
 }
 
 const int8_t* Executor::run_layers(int64_t n) {
-  auto buf = [&](int32_t t) { return buffers_[static_cast<size_t>(slot_[static_cast<size_t>(t)])].data(); };
+  auto buf = [&](int32_t t) { return data(static_cast<size_t>(t)); };
   for (size_t li = 0; li < m_.layers.size(); ++li) {
     const IntLayer& l = m_.layers[li];
     ins_.clear();

@@ -1,6 +1,6 @@
-// The int8 executor: runs an IntModel on uint8 images with the integer kernels. Buffers are
-// planned once per model (tensors whose lifetimes do not overlap share memory; reshapes are
-// views) and grown only when a larger batch arrives.
+// The int8 executor: runs an IntModel on uint8 images with the integer kernels. Activation
+// memory is planned once per model (one arena; tensors whose lifetimes do not overlap share
+// memory; reshapes are views) and grown only when a larger batch arrives.
 #pragma once
 
 #include <cstdint>
@@ -26,11 +26,24 @@ std::string kernels_in_use();
 // the layer); load_int_model calls it so that any loaded model can be executed.
 void check_kernels(const IntModel& m, const std::string& what);
 
+// Bytes of the largest set of tensors one layer touches at once: its input tensors and its
+// output, at batch n (int8: one byte per element; reshapes are views and count for nothing).
+// With the model file's size it makes the memory bound of docs/performance.md.
+int64_t largest_activation_pair_bytes(const IntModel& m, int64_t n);
+
 class Executor {
  public:
   // keep_all_tensors: give every tensor its own buffer so tensor() can read any of them after
-  // run() (tests and per-layer reports); the default shares memory between tensors.
+  // run() (tests and per-layer reports); the default shares memory between tensors. `m` must
+  // outlive the executor.
   Executor(const IntModel& m, int64_t max_batch, bool keep_all_tensors = false);
+  // Takes the model. With the optimized kernels, each layer's int8 weights are released as soon
+  // as they are packed, so only one copy of the weights is ever held (plus one layer while
+  // packing); for a model that is only run. With the reference kernels the model is kept whole.
+  Executor(IntModel&& m, int64_t max_batch);
+
+  // The model run (without its int8 weights when an owning executor packed them).
+  const IntModel& model() const { return m_; }
 
   // pixels [n, h, w, c] uint8 -> int8 logits [n, classes] (valid until the next call).
   const int8_t* run(const uint8_t* pixels, int64_t n);
@@ -42,19 +55,25 @@ class Executor {
   // output (must not overlap them). For per-layer checks and reports.
   void run_layer(size_t layer, const int8_t* const* inputs, int8_t* out, int64_t n);
   // The int8 output of tensor t from the last run (only the output, unless keep_all_tensors).
-  const int8_t* tensor(size_t t) const { return buffers_[static_cast<size_t>(slot_[t])].data(); }
+  const int8_t* tensor(size_t t) const { return arena_.data() + offset_[t] * max_batch_; }
   // Bytes of activation memory the plan uses at the current batch size.
-  int64_t arena_bytes() const;
+  int64_t arena_bytes() const { return static_cast<int64_t>(arena_.size()); }
 
  private:
+  void init(int64_t max_batch, bool keep_all_tensors);  // plans the arena, packs the weights
+  void pack();
   void reserve(int64_t n);
   const int8_t* run_layers(int64_t n);
+  int8_t* data(size_t t) { return arena_.data() + offset_[t] * max_batch_; }
 
+  std::unique_ptr<IntModel> owned_;  // the model, when the executor took it
   const IntModel& m_;
   int64_t max_batch_ = 0;
-  std::vector<int> slot_;  // per tensor: buffer index
-  std::vector<int64_t> slot_elems_;  // per buffer: elements per example
-  std::vector<std::vector<int8_t>> buffers_;
+  // Activations: one arena of max_batch_ * arena_elems_ bytes; tensor t is the max_batch_
+  // examples at offset_[t] * max_batch_.
+  std::vector<int64_t> offset_;  // per tensor, per example
+  int64_t arena_elems_ = 0;
+  opt::AlignedVector<int8_t> arena_;
   std::vector<float> fin_, fout_, fwork_;  // float layers only
   std::vector<const int8_t*> ins_;         // the current layer's inputs (kept: no allocation per run)
   bool opt_ = true;                        // optimized kernels (else the reference ones)

@@ -15,6 +15,7 @@ namespace qatc::runtime {
 namespace {
 
 constexpr std::string_view kMagic = "QATCINT8";
+constexpr const char* kKind = "int8 model";
 constexpr uint32_t kVersion = 2;  // 2: DAG layers (several inputs), depthwise, add, concat, pad
 constexpr uint64_t kMaxTensors = 1 << 16;
 constexpr int64_t kMaxElements = int64_t{1} << 31;
@@ -52,6 +53,10 @@ const char* layer_kind(const IntLayer& l) {
 }
 
 void save_int_model(const std::filesystem::path& path, const IntModel& m) {
+  write_file_atomic(path, encode_int_model(m));
+}
+
+std::string encode_int_model(const IntModel& m) {
   Container c;
   c.version = kVersion;
   c.sections["RCPE"] = m.recipe_yaml;
@@ -137,7 +142,7 @@ void save_int_model(const std::filesystem::path& path, const IntModel& m) {
     }
     c.sections["LAYR"] = w.take();
   }
-  write_file_atomic(path, pack_container(kMagic, c));
+  return pack_container(kMagic, c);
 }
 
 bool is_int_model_file(const std::filesystem::path& path) {
@@ -147,14 +152,18 @@ bool is_int_model_file(const std::filesystem::path& path) {
   return in.gcount() == 8 && std::string_view(buf, 8) == kMagic;
 }
 
-IntModel load_int_model(const std::filesystem::path& path) { return parse_int_model(read_file(path), path.string()); }
+namespace {
 
-IntModel parse_int_model(std::string_view bytes, const std::string& what) {
-  Container c = unpack_container(bytes, kMagic, kVersion, what, "int8 model");
+// The sections of an int8 model file, checked as they are read.
+IntModel parse_sections(ContainerReader& c) {
+  const std::string& what = c.what();
   IntModel m;
-  m.recipe_yaml = c.at("RCPE", what);
   {
-    ByteReader r(c.at("TENS", what), what);
+    ByteReader r = c.section("RCPE");
+    m.recipe_yaml = r.get_bytes(r.remaining());
+  }
+  {
+    ByteReader r = c.section("TENS");
     const uint64_t n = r.get<uint64_t>();
     if (n == 0 || n > kMaxTensors) r.corrupt("tensor count");
     for (uint64_t i = 0; i < n; ++i) {
@@ -178,7 +187,7 @@ IntModel parse_int_model(std::string_view bytes, const std::string& what) {
     }
   }
   {
-    ByteReader r(c.at("HEAD", what), what);
+    ByteReader r = c.section("HEAD");
     m.source = r.get_string(64);
     m.pixel_scale = r.get<double>();
     m.pixel_zero_point = r.get<int32_t>();
@@ -198,7 +207,7 @@ IntModel parse_int_model(std::string_view bytes, const std::string& what) {
     if (m.output < 0 || static_cast<size_t>(m.output) >= m.tensors.size()) r.corrupt("output tensor index");
   }
   {
-    ByteReader r(c.at("LAYR", what), what);
+    ByteReader r = c.section("LAYR");
     const uint64_t n = r.get<uint64_t>();
     if (n > kMaxTensors) r.corrupt("layer count");
     std::vector<bool> produced(m.tensors.size(), false);
@@ -368,6 +377,18 @@ IntModel parse_int_model(std::string_view bytes, const std::string& what) {
   }
   check_kernels(m, what);
   return m;
+}
+
+}  // namespace
+
+IntModel load_int_model(const std::filesystem::path& path) {
+  ContainerReader c(path, kMagic, kVersion, kKind);
+  return parse_sections(c);
+}
+
+IntModel parse_int_model(std::string_view bytes, const std::string& what) {
+  ContainerReader c(bytes, kMagic, kVersion, what, kKind);
+  return parse_sections(c);
 }
 
 }  // namespace qatc::runtime

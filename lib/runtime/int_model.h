@@ -107,8 +107,12 @@ struct IntModel {
 const char* layer_kind(const IntLayer& l);  // "conv2d", "dense", "depthwise_conv2d", "maxpool", ...
 
 void save_int_model(const std::filesystem::path& path, const IntModel& m);
+// The bytes save_int_model writes.
+std::string encode_int_model(const IntModel& m);
 // Checks every size, index and shape before anything is used, and runs each layer's kernel
 // argument checks at batch 1, so a loaded model can always be executed; raises qatc::Error.
+// The file is never held whole: the checksum is verified in a streaming pass, then each
+// section is parsed from the file, weights read straight into the model.
 IntModel load_int_model(const std::filesystem::path& path);
 // The same from bytes in memory; `what` names the source in messages.
 IntModel parse_int_model(std::string_view bytes, const std::string& what);

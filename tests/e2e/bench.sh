@@ -16,6 +16,24 @@ for r in j["results"]:
     assert r["peak_rss_bytes"] > 0, r
 PY
 then echo "ok: bench --json"; else echo "FAIL: bench --json: $out"; failures=$((failures + 1)); fi
+# int8_file_bench RECIPE PAIR: the int8 model --save-int8 writes for RECIPE, timed as a file at
+# 1 thread: its size, largest activation pair (PAIR bytes), memory bound (docs/performance.md),
+# and a peak memory within it.
+int8_file_bench() {
+  local model=$WORK/$(basename "$1" .yaml).int8 out
+  expect 0 '' -- "$QATC" bench "$1" --save-int8 "$model"
+  out=$("$QATC" --threads 1 --json bench "$model" --seconds 0.1 --runs 5)
+  if python3 - "$out" "$(stat -c %s "$model")" "$2" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])["results"][0]
+assert r["model"] == "int8" and r["model_file_bytes"] == int(sys.argv[2]), r
+assert r["largest_activation_pair_bytes"] == int(sys.argv[3]), r
+assert r["memory_bound_bytes"] == 3 * (r["model_file_bytes"] + r["largest_activation_pair_bytes"]) // 2, r
+assert 0 < r["peak_rss_above_start_bytes"] <= r["memory_bound_bytes"], r
+PY
+  then echo "ok: bench of $model"; else echo "FAIL: bench of $model: $out"; failures=$((failures + 1)); fi
+}
+int8_file_bench "$SRC/recipes/imagenet/resnet50_v1.yaml" $((3 * 56 * 56 * 256))  # a residual add: 2 inputs, 1 output
 expect 0 '' -- "$QATC" --kernels ref bench "$SRC/recipes/mnist/tfmot_cnn.yaml" --form int8 --seconds 0.1 --runs 5 --batch 4
 expect 2 "--kernels avx9: unknown; expected one of: opt, ref" -- "$QATC" --kernels avx9 bench "$SRC/recipes/mnist/tfmot_cnn.yaml"
 expect 2 "nosuch.yaml: file not found" -- "$QATC" bench "$WORK/nosuch.yaml"

@@ -40,6 +40,14 @@ void check_packed(const PackedConv& w, PackedConv::Kind kind, int64_t c, int64_t
   QATC_CHECK_EQ(w.input_zero_point, input_zero_point);
 }
 
+// The argument check of a kernel with packed weights: they stand in for p.weights, which such a
+// kernel never reads (an executor may have released them once packed).
+template <typename Params>
+void check_with_packed(Params p, const PackedConv& w, const int8_t* out, const int8_t* in) {
+  p.weights = w.weights.data();
+  kernels::check(p, out, in);
+}
+
 // Splits the M x N GEMM into tasks of a block of rows times a range of panels. Row blocks
 // hold up to ~192 KB of A (so A stays in L2 while every panel passes over it), balanced to
 // equal sizes; panels are split too when there are too few row blocks to feed every thread
@@ -92,7 +100,7 @@ GemmTask gemm_task(const int8_t* in, int8_t* out, const PackedConv& w, int32_t z
 
 void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
                 const PackedConv& w) {
-  kernels::check(p, out, in);
+  check_with_packed(p, w, out, in);
   check_packed(w, PackedConv::Kind::conv2d, p.c, p.kh, p.kw, p.oc, p.input_zero_point);
   GemmTask t = gemm_task(in, out, w, p.input_zero_point, p.output_zero_point, p.qmin, p.qmax);
   t.h = p.h;
@@ -113,7 +121,7 @@ void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
 }
 
 void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, const PackedConv& w) {
-  kernels::check(p, out, in);
+  check_with_packed(p, w, out, in);
   check_packed(w, PackedConv::Kind::dense, p.in_features, 1, 1, p.out_features,
                p.input_zero_point);
   GemmTask t = gemm_task(in, out, w, p.input_zero_point, p.output_zero_point, p.qmin, p.qmax);
@@ -125,7 +133,7 @@ void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, con
 
 void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::DepthwiseConv2DParams& p,
                           const PackedConv& w) {
-  kernels::check(p, out, in);
+  check_with_packed(p, w, out, in);
   check_packed(w, PackedConv::Kind::depthwise, p.c, p.kh, p.kw, p.c * p.depth_multiplier,
                p.input_zero_point);
   QATC_CHECK_EQ(w.depth_multiplier, p.depth_multiplier);

@@ -46,8 +46,9 @@ using AlignedVector = std::vector<T, AlignedAllocator<T>>;
 // Weights of one conv2d, dense or depthwise layer in the layout of one instruction set, with
 // the per-channel arrays of the output stage. Built by pack_conv2d / pack_dense /
 // pack_depthwise from the layer's params; the kernels taking a PackedConv then read its
-// weights, bias, multipliers and shifts, not the params' pointers (which must still pass
-// kernels::check), and check that the geometry and input zero point are the packed ones.
+// weights, bias, multipliers and shifts, not the params' pointers: p.weights may be null (the
+// unpacked weights may be freed once packed); bias, multiplier and shift must still pass
+// kernels::check. They check that the geometry and input zero point are the packed ones.
 struct PackedConv {
   enum class Kind { conv2d, dense, depthwise };
   Kind kind = Kind::conv2d;

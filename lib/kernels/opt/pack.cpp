@@ -97,7 +97,9 @@ PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, i
     w.panel_oc = 64;
     w.panels = (oc + 63) / 64;
     const int64_t groups = w.k_padded / 4;
-    w.weights.assign(static_cast<size_t>(w.panels * 64 * w.k_padded), 0);
+    // Full panels of 64 channels, then the last one only as wide as it is (nv * 16).
+    const int64_t last_width = round_up(oc - 64 * (w.panels - 1), 16);
+    w.weights.assign(static_cast<size_t>(((w.panels - 1) * 64 + last_width) * w.k_padded), 0);
     for (int64_t p = 0; p < w.panels; ++p) {
       const int64_t width = std::min<int64_t>(64, round_up(oc - 64 * p, 16));  // nv * 16
       int8_t* base = w.weights.data() + p * 64 * w.k_padded;

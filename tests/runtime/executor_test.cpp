@@ -1,0 +1,90 @@
+// The executor that owns its model: one copy of the weights, the same logits.
+#include <doctest/doctest.h>
+
+#include <cstring>
+
+#include "core/rng.h"
+#include "kernels/opt/isa.h"
+#include "runtime/executor.h"
+#include "runtime/small_model.h"
+
+using namespace qatc;
+
+namespace {
+
+int64_t unpacked_weight_bytes(const runtime::IntModel& m) {
+  int64_t bytes = 0;
+  for (const auto& l : m.layers)
+    if (const auto* c = std::get_if<runtime::ConvLayer>(&l.params))
+      bytes += static_cast<int64_t>(c->weights.capacity());
+  return bytes;
+}
+
+std::vector<uint8_t> random_pixels(const runtime::IntModel& m, int64_t n) {
+  Rng rng(11);
+  std::vector<uint8_t> px(static_cast<size_t>(n * numel(m.tensors[0].shape)));
+  for (auto& p : px) p = static_cast<uint8_t>(rng.below(256));
+  return px;
+}
+
+}  // namespace
+
+TEST_CASE("executor: owning its model, it frees the unpacked weights and equals the reference kernels") {
+  const runtime::IntModel m = testing::small_int_model();
+  REQUIRE(unpacked_weight_bytes(m) > 0);
+  const int64_t n = 3;
+  const std::vector<uint8_t> px = random_pixels(m, n);
+  const size_t logits = static_cast<size_t>(n * m.classes());
+  runtime::set_kernels("ref");
+  runtime::Executor want(m, n);
+  const int8_t* w = want.run(px.data(), n);
+  const std::vector<int8_t> expected(w, w + logits);
+  for (opt::Isa isa : opt::supported_isas()) {
+    CAPTURE(opt::to_string(isa));
+    runtime::set_kernels(opt::to_string(isa));
+    runtime::IntModel copy = m;
+    runtime::Executor got(std::move(copy), n);
+    CHECK(unpacked_weight_bytes(got.model()) == 0);
+    CHECK(got.model().layers.size() == m.layers.size());
+    CHECK(std::memcmp(got.run(px.data(), n), expected.data(), logits) == 0);
+  }
+  // The reference kernels read the unpacked weights: an owning executor keeps them.
+  runtime::set_kernels("ref");
+  runtime::IntModel copy = m;
+  runtime::Executor ref(std::move(copy), n);
+  CHECK(unpacked_weight_bytes(ref.model()) == unpacked_weight_bytes(m));
+  CHECK(std::memcmp(ref.run(px.data(), n), expected.data(), logits) == 0);
+  runtime::set_kernels("opt");
+}
+
+TEST_CASE("executor: the largest activation pair counts a layer's inputs and output, not views") {
+  // [2,2,1] -conv 1x1-> [2,2,16] -flatten-> [64] -dense-> [3], and an add of the conv output with
+  // itself: the add's 3 * 64 is the largest; the flatten (a view, 128 if counted) is not.
+  runtime::IntModel m;
+  for (const Shape& s : {Shape{2, 2, 1}, Shape{2, 2, 16}, Shape{64}, Shape{3}, Shape{2, 2, 16}})
+    m.tensors.push_back({"t", s});
+  m.layers.push_back({"conv", {0}, 1, runtime::ConvLayer{}});
+  m.layers.push_back({"flat", {1}, 2, runtime::ReshapeLayer{}});
+  m.layers.push_back({"fc", {2}, 3, runtime::ConvLayer{runtime::ConvKind::dense}});
+  CHECK(runtime::largest_activation_pair_bytes(m, 1) == 4 + 64);
+  CHECK(runtime::largest_activation_pair_bytes(m, 5) == 5 * 68);
+  m.layers.push_back({"sum", {1, 1}, 4, runtime::AddLayer{}});
+  CHECK(runtime::largest_activation_pair_bytes(m, 2) == 2 * 192);
+}
+
+TEST_CASE("executor: the activation arena of a chain is its largest pair") {
+  // [8,8,16] -pool-> [4,4,16] -pad-> [6,6,16] -pool-> [3,3,16] -add itself-> [3,3,16]: the
+  // first pool's 1024 + 256 bytes; a tensor of 144 takes 192 (64-byte aligned).
+  runtime::IntModel m;
+  for (const Shape& s : {Shape{8, 8, 16}, Shape{4, 4, 16}, Shape{6, 6, 16}, Shape{3, 3, 16}, Shape{3, 3, 16}})
+    m.tensors.push_back({"t", s});
+  m.layers.push_back({"pool1", {0}, 1, runtime::PoolLayer{}});
+  m.layers.push_back({"pad", {1}, 2, runtime::PadLayer{1, 1, 1, 1}});
+  m.layers.push_back({"pool2", {2}, 3, runtime::PoolLayer{}});
+  m.layers.push_back({"sum", {3, 3}, 4, runtime::AddLayer{}});
+  m.output = 4;
+  CHECK(runtime::largest_activation_pair_bytes(m, 1) == 1280);
+  CHECK(runtime::Executor(m, 1).arena_bytes() == 1280);
+  CHECK(runtime::Executor(m, 3).arena_bytes() == 3 * 1280);
+  CHECK(runtime::Executor(m, 1, /*keep_all_tensors=*/true).arena_bytes() == 1024 + 256 + 576 + 192 + 192);
+}
