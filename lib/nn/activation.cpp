@@ -4,17 +4,34 @@
 // on every other element.
 #include "nn/activation.h"
 
+#include "core/simd.h"
 #include "core/threads.h"
 
 namespace qatc::nn {
 namespace {
 // Elementwise work is memory bound; below this many floats a thread dispatch costs more.
 constexpr int64_t kGrain = int64_t{1} << 16;
+
+// The one definition of each activation's arithmetic (NaN maps to 0, as the comparisons fail).
+inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
+inline float relu6(float x) {
+  const float v = x > 0.0f ? x : 0.0f;
+  return v < 6.0f ? v : 6.0f;
+}
+
 }  // namespace
+
+QATC_SIMD_CLONES
+void activate(float* x, int64_t n, Activation act) {
+  if (act == Activation::relu)
+    for (int64_t i = 0; i < n; ++i) x[i] = relu(x[i]);
+  else if (act == Activation::relu6)
+    for (int64_t i = 0; i < n; ++i) x[i] = relu6(x[i]);
+}
 
 void relu_forward(float* out, const float* in, int64_t n) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+    for (int64_t i = b; i < e; ++i) out[i] = relu(in[i]);
   });
 }
 
@@ -30,10 +47,7 @@ void relu_backward(float* din, const float* dout, const float* out, int64_t n, c
 
 void relu6_forward(float* out, const float* in, int64_t n) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float v = in[i] > 0.0f ? in[i] : 0.0f;
-      out[i] = v < 6.0f ? v : 6.0f;
-    }
+    for (int64_t i = b; i < e; ++i) out[i] = relu6(in[i]);
   });
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/buffer_plan.h"
 #include "core/error.h"
 #include "kernels/check.h"
 #include "kernels/ref/kernels.h"
@@ -174,36 +175,21 @@ Executor::Executor(const IntModel& m, int64_t max_batch, bool keep_all_tensors) 
       last_use[static_cast<size_t>(l.input())] = std::max(last_use[static_cast<size_t>(l.input())],
                                                            last_use[static_cast<size_t>(l.output)]);
   }
-  slot_.assign(nt, -1);
-  std::vector<int> free_after;  // per slot: the layer after which it is free again
-  auto take_slot = [&](size_t t, int at) {
-    const int64_t need = numel(m.tensors[t].shape);
-    int best = -1;
-    for (size_t s = 0; s < free_after.size(); ++s)
-      if (free_after[s] < at && (best < 0 || std::abs(slot_elems_[s] - need) < std::abs(slot_elems_[static_cast<size_t>(best)] - need)))
-        best = static_cast<int>(s);
-    if (best < 0) {
-      best = static_cast<int>(free_after.size());
-      free_after.push_back(0);
-      slot_elems_.push_back(0);
-    }
-    slot_elems_[static_cast<size_t>(best)] = std::max(slot_elems_[static_cast<size_t>(best)], need);
-    free_after[static_cast<size_t>(best)] = last_use[t];
-    slot_[t] = best;
-  };
-  take_slot(0, -1);
+  // Buffers for the tensors that are not views, in the order the layers compute them.
+  std::vector<ValueLife> values{{numel(m.tensors[0].shape), -1, last_use[0]}};
+  std::vector<size_t> value_tensor{0};
   for (size_t i = 0; i < m.layers.size(); ++i) {
-    const auto& l = m.layers[i];
-    const auto out = static_cast<size_t>(l.output);
-    if (alias_of[out] >= 0) {
-      slot_[out] = slot_[static_cast<size_t>(alias_of[out])];
-      free_after[static_cast<size_t>(slot_[out])] =
-          std::max(free_after[static_cast<size_t>(slot_[out])], last_use[out]);
-    } else {
-      // The output must not share memory with this layer's input: "free" means strictly before.
-      take_slot(out, static_cast<int>(i));
-    }
+    const auto out = static_cast<size_t>(m.layers[i].output);
+    if (alias_of[out] >= 0) continue;
+    values.push_back({numel(m.tensors[out].shape), static_cast<int>(i), last_use[out]});
+    value_tensor.push_back(out);
   }
+  BufferPlan plan = plan_buffers(values);
+  slot_.assign(nt, -1);
+  for (size_t v = 0; v < values.size(); ++v) slot_[value_tensor[v]] = plan.slot[v];
+  for (const auto& l : m.layers)
+    if (alias_of[static_cast<size_t>(l.output)] >= 0) slot_[static_cast<size_t>(l.output)] = slot_[static_cast<size_t>(l.input())];
+  slot_elems_ = std::move(plan.slot_elems);
   buffers_.resize(slot_elems_.size());
   reserve(max_batch);
   // The optimized kernels' weights are packed once here, in the layout of the active ISA.
