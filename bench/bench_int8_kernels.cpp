@@ -36,10 +36,10 @@
 #include <vector>
 
 #include <immintrin.h>
-#include <time.h>
 
 #include <fmt/format.h>
 
+#include "peak.h"
 #include "stats.h"
 #include "core/rng.h"
 #include "core/threads.h"
@@ -60,36 +60,22 @@ bool g_use_min = false;  // --stat min
 
 constexpr int64_t kPeakIters = 1 << 19;  // ~25 ms of zmm peak loop
 
-// 24 chains x 64 MACs per iteration. The empty asm statements make every accumulator opaque
-// to the compiler each iteration, so it can neither merge equal chains nor drop any.
+// 24 chains x 64 MACs per iteration (bench/peak.h: the chains and why they are opaque).
 __attribute__((target("avx512f,avx512vnni"), noinline)) int64_t peak_avx512(int64_t iters, int32_t seed) {
   const __m512i a = _mm512_set1_epi32(seed | 0x01010101), b = _mm512_set1_epi32(seed ^ 0x02020202);
 #define QATC_INIT(i) __m512i c##i = _mm512_set1_epi32(seed + i);
-  QATC_INIT(0) QATC_INIT(1) QATC_INIT(2) QATC_INIT(3) QATC_INIT(4) QATC_INIT(5) QATC_INIT(6) QATC_INIT(7)
-  QATC_INIT(8) QATC_INIT(9) QATC_INIT(10) QATC_INIT(11) QATC_INIT(12) QATC_INIT(13) QATC_INIT(14)
-  QATC_INIT(15) QATC_INIT(16) QATC_INIT(17) QATC_INIT(18) QATC_INIT(19) QATC_INIT(20) QATC_INIT(21)
-  QATC_INIT(22) QATC_INIT(23)
+  QATC_CHAINS24(QATC_INIT)
 #undef QATC_INIT
   for (int64_t i = 0; i < iters; ++i) {
-#define QATC_DP(c) c = _mm512_dpbusd_epi32(c, a, b);
-    QATC_DP(c0) QATC_DP(c1) QATC_DP(c2) QATC_DP(c3) QATC_DP(c4) QATC_DP(c5) QATC_DP(c6) QATC_DP(c7)
-    QATC_DP(c8) QATC_DP(c9) QATC_DP(c10) QATC_DP(c11) QATC_DP(c12) QATC_DP(c13) QATC_DP(c14)
-    QATC_DP(c15) QATC_DP(c16) QATC_DP(c17) QATC_DP(c18) QATC_DP(c19) QATC_DP(c20) QATC_DP(c21)
-    QATC_DP(c22) QATC_DP(c23)
+#define QATC_DP(i) c##i = _mm512_dpbusd_epi32(c##i, a, b);
+    QATC_CHAINS24(QATC_DP)
 #undef QATC_DP
-    __asm__ volatile("" : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3), "+v"(c4), "+v"(c5), "+v"(c6), "+v"(c7),
-                     "+v"(c8), "+v"(c9), "+v"(c10), "+v"(c11));
-    __asm__ volatile("" : "+v"(c12), "+v"(c13), "+v"(c14), "+v"(c15), "+v"(c16), "+v"(c17), "+v"(c18),
-                     "+v"(c19), "+v"(c20), "+v"(c21), "+v"(c22), "+v"(c23));
+    QATC_OPAQUE24("v");
   }
-  const __m512i s = _mm512_add_epi32(
-      _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
-                       _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7))),
-      _mm512_add_epi32(
-          _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)),
-                           _mm512_add_epi32(_mm512_add_epi32(c12, c13), _mm512_add_epi32(c14, c15))),
-          _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c16, c17), _mm512_add_epi32(c18, c19)),
-                           _mm512_add_epi32(_mm512_add_epi32(c20, c21), _mm512_add_epi32(c22, c23)))));
+  __m512i s = _mm512_setzero_si512();
+#define QATC_SUM(i) s = _mm512_add_epi32(s, c##i);
+  QATC_CHAINS24(QATC_SUM)
+#undef QATC_SUM
   alignas(64) int32_t v[16];
   _mm512_store_si512(v, s);
   int64_t r = 0;
@@ -101,20 +87,18 @@ __attribute__((target("avx512f,avx512vnni"), noinline)) int64_t peak_avx512(int6
 __attribute__((target("avx2,avxvnni"), noinline)) int64_t peak_avx_vnni(int64_t iters, int32_t seed) {
   const __m256i a = _mm256_set1_epi32(seed | 0x01010101), b = _mm256_set1_epi32(seed ^ 0x02020202);
 #define QATC_INIT(i) __m256i c##i = _mm256_set1_epi32(seed + i);
-  QATC_INIT(0) QATC_INIT(1) QATC_INIT(2) QATC_INIT(3) QATC_INIT(4) QATC_INIT(5) QATC_INIT(6) QATC_INIT(7)
-  QATC_INIT(8) QATC_INIT(9) QATC_INIT(10) QATC_INIT(11)
+  QATC_CHAINS12(QATC_INIT)
 #undef QATC_INIT
   for (int64_t i = 0; i < iters; ++i) {
-#define QATC_DP(c) c = _mm256_dpbusd_avx_epi32(c, a, b);
-    QATC_DP(c0) QATC_DP(c1) QATC_DP(c2) QATC_DP(c3) QATC_DP(c4) QATC_DP(c5) QATC_DP(c6) QATC_DP(c7)
-    QATC_DP(c8) QATC_DP(c9) QATC_DP(c10) QATC_DP(c11)
+#define QATC_DP(i) c##i = _mm256_dpbusd_avx_epi32(c##i, a, b);
+    QATC_CHAINS12(QATC_DP)
 #undef QATC_DP
-    __asm__ volatile("" : "+x"(c0), "+x"(c1), "+x"(c2), "+x"(c3), "+x"(c4), "+x"(c5), "+x"(c6), "+x"(c7),
-                     "+x"(c8), "+x"(c9), "+x"(c10), "+x"(c11));
+    QATC_OPAQUE12("x");
   }
-  __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(c0, c1), _mm256_add_epi32(c2, c3)),
-                               _mm256_add_epi32(_mm256_add_epi32(c4, c5), _mm256_add_epi32(c6, c7)));
-  s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_add_epi32(c8, c9), _mm256_add_epi32(c10, c11)));
+  __m256i s = _mm256_setzero_si256();
+#define QATC_SUM(i) s = _mm256_add_epi32(s, c##i);
+  QATC_CHAINS12(QATC_SUM)
+#undef QATC_SUM
   alignas(32) int32_t v[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(v), s);
   int64_t r = 0;
@@ -122,47 +106,13 @@ __attribute__((target("avx2,avxvnni"), noinline)) int64_t peak_avx_vnni(int64_t 
   return r;
 }
 
-double thread_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-double process_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-struct Peak {
-  double wall;     // GMAC/s of all threads together, by wall time
-  double per_cpu;  // GMAC per CPU second of one thread (its own CPU time: load-independent)
-};
-
 // The peak loop on `threads` threads at once (each runs the same loop), medians (or, with
 // --stat min, maxima) of `repeats`.
-Peak peak_gmacs(bool zmm, int threads, int repeats) {
+bench::Peak peak_gmacs(bool zmm, int threads, int repeats) {
   const double macs = (zmm ? 24.0 * 64.0 : 12.0 * 32.0) * static_cast<double>(kPeakIters);
-  std::vector<double> wall, cpu;
-  std::vector<int64_t> sink(static_cast<size_t>(threads));
-  std::vector<double> thread_cpu(static_cast<size_t>(threads));
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    parallel_for(threads, 1, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        const double c0 = thread_cpu_seconds();
-        const auto seed = static_cast<int32_t>(i + r);
-        sink[static_cast<size_t>(i)] += zmm ? peak_avx512(kPeakIters, seed) : peak_avx_vnni(kPeakIters, seed);
-        thread_cpu[static_cast<size_t>(i)] = thread_cpu_seconds() - c0;
-      }
-    });
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    wall.push_back(macs * threads / s * 1e-9);
-    for (double c : thread_cpu) cpu.push_back(macs / c * 1e-9);
-  }
-  if (sink[0] == 42) std::printf(" ");  // keep the results alive
-  if (g_use_min) return {*std::max_element(wall.begin(), wall.end()), *std::max_element(cpu.begin(), cpu.end())};
-  return {bench::median(wall), bench::median(cpu)};
+  return bench::peak_gmacs(
+      [&](int32_t seed) { return zmm ? peak_avx512(kPeakIters, seed) : peak_avx_vnni(kPeakIters, seed); }, macs,
+      threads, repeats, g_use_min);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -327,7 +277,7 @@ Timing time_per_call(const std::function<void()>& f, int repeats, double min_s) 
   std::vector<double> wall, cpu;
   for (int r = 0; r < repeats; ++r) {
     int64_t calls = 0;
-    const double c0 = process_cpu_seconds();
+    const double c0 = bench::process_cpu_seconds();
     const auto t0 = std::chrono::steady_clock::now();
     double s = 0;
     do {
@@ -336,7 +286,7 @@ Timing time_per_call(const std::function<void()>& f, int repeats, double min_s) 
       s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     } while (s < min_s);
     wall.push_back(s / static_cast<double>(calls));
-    cpu.push_back((process_cpu_seconds() - c0) / static_cast<double>(calls));
+    cpu.push_back((bench::process_cpu_seconds() - c0) / static_cast<double>(calls));
   }
   return {summary(wall), summary(cpu)};
 }
@@ -389,7 +339,7 @@ int main(int argc, char** argv) {
   // totals on 1 and 2 threads.
   double peak_core = 0;
   const auto print_peak = [&](bool zmm) {
-    const Peak p1 = peak_gmacs(zmm, 1, 21), p2 = peak_gmacs(zmm, 2, 21);
+    const bench::Peak p1 = peak_gmacs(zmm, 1, 21), p2 = peak_gmacs(zmm, 2, 21);
     std::printf("vpdpbusd %s register peak: 1 thread %.1f GMAC/s (%.1f per CPU-second), "
                 "2 threads %.1f GMAC/s (%.1f per CPU-second per thread)\n",
                 zmm ? "zmm" : "ymm (AVX-VNNI)", p1.wall, p1.per_cpu, p2.wall, p2.per_cpu);

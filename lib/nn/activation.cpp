@@ -4,13 +4,30 @@
 // on every other element.
 #include "nn/activation.h"
 
+#include "core/simd.h"
 #include "core/threads.h"
 
 namespace qatc::nn {
 namespace {
 // Elementwise work is memory bound; below this many floats a thread dispatch costs more.
 constexpr int64_t kGrain = int64_t{1} << 16;
+
+// The one definition of each activation's arithmetic (NaN maps to 0, as the comparisons fail).
+inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
+inline float relu6(float x) {
+  const float v = x > 0.0f ? x : 0.0f;
+  return v < 6.0f ? v : 6.0f;
+}
+
 }  // namespace
+
+QATC_SIMD_CLONES
+void activate(float* x, int64_t n, Activation act) {
+  if (act == Activation::relu)
+    for (int64_t i = 0; i < n; ++i) x[i] = relu(x[i]);
+  else if (act == Activation::relu6)
+    for (int64_t i = 0; i < n; ++i) x[i] = relu6(x[i]);
+}
 
 // Each loop body copies its pointers into locals first: pointers read through the lambda's
 // closure could be changed by any store to din as far as the compiler knows, so it would
@@ -19,7 +36,7 @@ void relu_forward(float* out, const float* in, int64_t n) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
     float* o = out;
     const float* x = in;
-    for (int64_t i = b; i < e; ++i) o[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    for (int64_t i = b; i < e; ++i) o[i] = relu(x[i]);
   });
 }
 
@@ -46,10 +63,7 @@ void relu6_forward(float* out, const float* in, int64_t n) {
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
     float* o = out;
     const float* x = in;
-    for (int64_t i = b; i < e; ++i) {
-      const float v = x[i] > 0.0f ? x[i] : 0.0f;
-      o[i] = v < 6.0f ? v : 6.0f;
-    }
+    for (int64_t i = b; i < e; ++i) o[i] = relu6(x[i]);
   });
 }
 

@@ -1,9 +1,17 @@
-// Elementwise activations (ReLU, ReLU6) for float training.
+// Elementwise activations (ReLU, ReLU6) for float training, and the activation that inference
+// fuses into the op producing its input.
 #pragma once
 
 #include <cstdint>
 
 namespace qatc::nn {
+
+// An activation fused into the op before it (applied to that op's output, in place).
+enum class Activation { none, relu, relu6 };
+
+// x [n] -> act(x) in place on the calling thread, with exactly relu_forward's and relu6_forward's
+// arithmetic: a fused activation gives the bits the separate pass would.
+void activate(float* x, int64_t n, Activation act);
 
 // in [n] -> out [n]; out = max(in, 0). out may alias in.
 void relu_forward(float* out, const float* in, int64_t n);

@@ -67,14 +67,7 @@ void normalize(float* out, const float* in, const float* gamma, const float* bet
   for (int64_t ch = 0; ch < c; ++ch)
     scale[static_cast<size_t>(ch)] =
         static_cast<float>(static_cast<double>(gamma[ch]) / std::sqrt(static_cast<double>(var[ch]) + eps));
-  parallel_for(rows, std::max<int64_t>(1, kGrainFloats / c), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* x = in + r * c;
-      float* y = out + r * c;
-      for (int64_t ch = 0; ch < c; ++ch)
-        y[ch] = (x[ch] - mean[ch]) * scale[static_cast<size_t>(ch)] + beta[ch];
-    }
-  });
+  batchnorm_apply(out, in, scale.data(), beta, mean, rows, c, Activation::none);
 }
 
 }  // namespace
@@ -110,6 +103,18 @@ void batchnorm_forward_eval(float* out, const float* in, const float* gamma, con
                             const float* mean, const float* var, float eps, int64_t rows,
                             int64_t c) {
   normalize(out, in, gamma, beta, mean, var, eps, rows, c);
+}
+
+void batchnorm_apply(float* out, const float* in, const float* scale, const float* beta, const float* mean,
+                     int64_t rows, int64_t c, Activation act) {
+  parallel_for(rows, std::max<int64_t>(1, kGrainFloats / c), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* x = in + r * c;
+      float* y = out + r * c;
+      for (int64_t ch = 0; ch < c; ++ch) y[ch] = (x[ch] - mean[ch]) * scale[ch] + beta[ch];
+      activate(y, c, act);
+    }
+  });
 }
 
 void batchnorm_update_moving(float* moving_mean, float* moving_var, const float* batch_mean,

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "nn/activation.h"
+
 namespace qatc::nn {
 
 // in [rows,c] (rows = n*h*w), gamma [c], beta [c] -> out [rows,c], batch_mean [c], batch_var [c]
@@ -19,6 +21,13 @@ void batchnorm_forward_train(float* out, float* batch_mean, float* batch_var, co
 void batchnorm_forward_eval(float* out, const float* in, const float* gamma, const float* beta,
                             const float* mean, const float* var, float eps, int64_t rows,
                             int64_t c);
+
+// Inference with the scale computed once: in [rows,c], scale = gamma / sqrt(var + eps) (rounded
+// to float from double, as batchnorm_forward_eval rounds it), beta, mean [c] -> out [rows,c]
+// out = act((in - mean) * scale + beta); out may alias in. With act none it computes
+// batchnorm_forward_eval's bits.
+void batchnorm_apply(float* out, const float* in, const float* scale, const float* beta, const float* mean,
+                     int64_t rows, int64_t c, Activation act);
 
 // moving = moving * momentum + batch * (1 - momentum)   (Keras rule; Keras' default momentum 0.99)
 void batchnorm_update_moving(float* moving_mean, float* moving_var, const float* batch_mean,

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/simd.h"
 #include "core/threads.h"
 #include "nn/sgemm.h"
 
@@ -246,9 +247,33 @@ void col2im_add(float* din, const float* dcols, const Conv2DGeom& g, int64_t ima
   });
 }
 
-// out[rows, oc] = b broadcast over rows.
-void fill_rows(float* out, const float* b, int64_t rows, int64_t oc) {
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * oc, b, static_cast<size_t>(oc) * sizeof(float));
+// out[rows, cols] (rows ld floats apart) = b broadcast over rows.
+void fill_rows(float* out, int64_t ld, const float* b, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * ld, b, static_cast<size_t>(cols) * sizeof(float));
+}
+
+// out[rows, cols] = residual + b broadcast over rows (out and residual: rows ld floats apart);
+// residual may be out.
+QATC_SIMD_CLONES
+void add_bias_rows(float* out, int64_t ld, const float* residual, const float* b, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* o = out + r * ld;  // may be x: no __restrict
+    const float* x = residual + r * ld;
+    for (int64_t j = 0; j < cols; ++j) o[j] = x[j] + b[j];
+  }
+}
+
+// An inference product's starting value: out[rows, cols] = residual + b, either of them nullptr
+// meaning 0 (nothing to do when both are); residual may be out.
+void start_rows(float* out, int64_t ld, const float* b, const float* residual, int64_t rows, int64_t cols) {
+  if (residual && b) {
+    add_bias_rows(out, ld, residual, b, rows, cols);
+  } else if (b) {
+    fill_rows(out, ld, b, rows, cols);
+  } else if (residual && residual != out) {
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(out + r * ld, residual + r * ld, static_cast<size_t>(cols) * sizeof(float));
+  }
 }
 
 void forward_gemm(float* out, const float* in, const float* w, const float* b, const Conv2DGeom& g,
@@ -262,9 +287,47 @@ void forward_gemm(float* out, const float* in, const float* w, const float* b, c
     float* cols = workspace + slot * p.slot;
     float* c = out + r0 * g.ow * g.oc;
     im2col_rows(cols, in, g, r0, r1);
-    if (b) fill_rows(c, b, m, g.oc);
+    if (b) fill_rows(c, g.oc, b, m, g.oc);
     sgemm_single_thread(false, false, m, g.oc, K, 1.0f, cols, K, w, g.oc, b ? 1.0f : 0.0f, c, g.oc);
   });
+}
+
+// Inference chunks: about this many floats of cols plus output per chunk (1 MB, the L2 cache),
+// unless the weights need more rows per chunk: at least kWeightReuse * oc positions, so that
+// packing the K x oc weights (once per product) costs at most 1/kWeightReuse of packing the cols.
+constexpr int64_t kInferChunkFloats = int64_t{1} << 18;
+constexpr int64_t kWeightReuse = 2;
+// With fewer chunks than this (small batches), each chunk's product is cut into blocks of at
+// least kMinBlockColumns output channels (a multiple of 16), so that threads can share it. Fixed
+// numbers, never the thread count: the result is the same on any number of threads.
+constexpr int64_t kMinItems = 4;
+constexpr int64_t kMinBlockColumns = 128;
+
+struct InferPlan {
+  int64_t rows;        // n * oh
+  int64_t chunk_rows;  // output rows per chunk (the last one may be shorter)
+  int64_t chunks;
+  int64_t slot;        // floats of one chunk's cols (0: the input is the cols)
+  int64_t blocks;      // column blocks per chunk
+  int64_t block_cols;  // output channels per block (the last may have fewer)
+};
+
+InferPlan infer_plan_of(const Conv2DGeom& g) {
+  const int64_t K = patch_size(g);
+  InferPlan p{};
+  p.rows = g.n * g.oh;
+  const int64_t positions = std::max(kInferChunkFloats / (K + g.oc), kWeightReuse * g.oc);
+  p.chunks = ceil_div(p.rows, std::clamp<int64_t>(ceil_div(positions, g.ow), 1, p.rows));
+  p.chunk_rows = ceil_div(p.rows, p.chunks);  // chunks of equal size
+  p.slot = is_pointwise(g) ? 0 : p.chunk_rows * g.ow * K;
+  p.blocks = 1;
+  p.block_cols = g.oc;
+  if (p.chunks < kMinItems) {
+    const int64_t blocks = std::clamp<int64_t>(ceil_div(kMinItems, p.chunks), 1, std::max<int64_t>(1, g.oc / kMinBlockColumns));
+    p.block_cols = ceil_div(ceil_div(g.oc, blocks), 16) * 16;
+    p.blocks = ceil_div(g.oc, p.block_cols);
+  }
+  return p;
 }
 
 // dw[K, oc] += sum over chunks of im2col(in)^T * dout. Chunks are summed in a fixed number of
@@ -379,12 +442,61 @@ void conv2d_forward(float* out, const float* in, const float* w, const float* b,
     const int64_t rows = g.n * g.oh * g.ow;
     if (b)
       parallel_for(rows, std::max<int64_t>(1, kChunkFloats / g.oc),
-                   [&](int64_t r0, int64_t r1) { fill_rows(out + r0 * g.oc, b, r1 - r0, g.oc); });
+                   [&](int64_t r0, int64_t r1) { fill_rows(out + r0 * g.oc, g.oc, b, r1 - r0, g.oc); });
     sgemm(false, false, rows, g.oc, g.c, 1.0f, in, g.c, w, g.oc, b ? 1.0f : 0.0f, out, g.oc);
     return;
   }
   QATC_CHECK(workspace != nullptr);
   forward_gemm(out, in, w, b, g, workspace);
+}
+
+int64_t conv2d_infer_workspace_floats(const Conv2DGeom& g, int threads) {
+  const InferPlan p = infer_plan_of(g);
+  return p.blocks > 1 ? p.slot : p.slot * std::clamp<int64_t>(threads, 1, p.chunks);
+}
+
+void conv2d_infer(float* out, const float* in, const float* w, const float* b, const float* residual,
+                  const Conv2DGeom& g, Activation act, float* workspace) {
+  const InferPlan p = infer_plan_of(g);
+  const int64_t K = patch_size(g);
+  QATC_CHECK(p.slot == 0 || workspace != nullptr);
+  const float beta = b || residual ? 1.0f : 0.0f;
+  // Output rows [r0, r1), channels [j0, j1), from the cols a of those rows.
+  auto product = [&](const float* a, int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
+    const int64_t m = (r1 - r0) * g.ow, cols = j1 - j0;
+    float* c = out + r0 * g.ow * g.oc + j0;
+    start_rows(c, g.oc, b ? b + j0 : nullptr, residual ? residual + r0 * g.ow * g.oc + j0 : nullptr, m, cols);
+    sgemm_single_thread(false, false, m, cols, K, 1.0f, a, K, w + j0, g.oc, beta, c, g.oc);
+    if (cols == g.oc) activate(c, m * cols, act);
+    else
+      for (int64_t r = 0; r < m; ++r) activate(c + r * g.oc, cols, act);
+  };
+  const int threads = num_threads();
+  if (p.blocks == 1) {
+    for_each_item(p.chunks, threads, [&](int64_t chunk, int64_t slot) {
+      const int64_t r0 = chunk * p.chunk_rows, r1 = std::min(p.rows, r0 + p.chunk_rows);
+      const float* a = in + r0 * g.ow * g.c;  // 1x1 stride 1: rows of the input are rows of cols
+      if (p.slot > 0) {
+        float* cols = workspace + slot * p.slot;
+        im2col_rows(cols, in, g, r0, r1);
+        a = cols;
+      }
+      product(a, r0, r1, 0, g.oc);
+    });
+    return;
+  }
+  // Few chunks: each chunk's cols built by all threads, then its column blocks shared out.
+  for (int64_t chunk = 0; chunk < p.chunks; ++chunk) {
+    const int64_t r0 = chunk * p.chunk_rows, r1 = std::min(p.rows, r0 + p.chunk_rows);
+    const float* a = in + r0 * g.ow * g.c;
+    if (p.slot > 0) {
+      parallel_for(r1 - r0, 1, [&](int64_t i0, int64_t i1) { im2col_rows(workspace + i0 * g.ow * K, in, g, r0 + i0, r0 + i1); });
+      a = workspace;
+    }
+    for_each_item(p.blocks, p.blocks, [&](int64_t blk, int64_t) {
+      product(a, r0, r1, blk * p.block_cols, std::min(g.oc, (blk + 1) * p.block_cols));
+    });
+  }
 }
 
 void conv2d_backward(float* din, float* dw, float* db, const float* dout, const float* in,

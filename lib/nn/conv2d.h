@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "nn/activation.h"
 #include "nn/padding.h"
 
 namespace qatc::nn {
@@ -32,6 +33,20 @@ int64_t conv2d_workspace_floats(const Conv2DGeom& g);
 //                                      * w[ky,kx,ci,o]     (input outside [0,h)x[0,w) reads as 0)
 void conv2d_forward(float* out, const float* in, const float* w, const float* b,
                     const Conv2DGeom& g, float* workspace);
+
+// Inference: out = act(conv2d_forward's out + residual), residual [n,oh,ow,oc] or nullptr (a
+// residual add fused into the convolution; it may be out itself), by the same im2col + sgemm,
+// cut differently. Each chunk of output rows is big enough that packing the weights (once per
+// chunk) costs little next to its product; its output starts as bias + residual and gets the
+// activation right after the product, while it is in cache; with few chunks (small batches) the
+// products are also cut by output channels, for the threads to share. A 1x1 stride-1
+// convolution reads the input in place. The cuts depend on the geometry only, so the result does
+// not depend on the thread count. workspace [conv2d_infer_workspace_floats(g, num_threads())]; h, w and the pads
+// may describe a zero padding folded into the convolution (windows may run past the input on
+// every side: those taps read as 0).
+int64_t conv2d_infer_workspace_floats(const Conv2DGeom& g, int threads);
+void conv2d_infer(float* out, const float* in, const float* w, const float* b, const float* residual,
+                  const Conv2DGeom& g, Activation act, float* workspace);
 
 // dout [n,oh,ow,oc], in [n,h,w,c], w [kh,kw,c,oc] -> din [n,h,w,c], dw [kh,kw,c,oc], db [oc]
 // Forward: out[i,y,x,o] = b[o] + sum_{ky,kx,ci} in[i, y*sh - pad_top + ky, x*sw - pad_left + kx, ci]

@@ -8,7 +8,7 @@
 namespace qatc::nn {
 
 void dense_forward(float* out, const float* in, const float* w, const float* b, int64_t n,
-                   int64_t in_features, int64_t out_features) {
+                   int64_t in_features, int64_t out_features, Activation act) {
   if (b) {
     // Starting from the bias lets sgemm add into it with beta = 1: one pass over out.
     for (int64_t i = 0; i < n; ++i)
@@ -16,6 +16,7 @@ void dense_forward(float* out, const float* in, const float* w, const float* b, 
   }
   sgemm(false, false, n, out_features, in_features, 1.0f, in, in_features, w, out_features,
         b ? 1.0f : 0.0f, out, out_features);
+  activate(out, n * out_features, act);
 }
 
 void dense_backward(float* din, float* dw, float* db, const float* dout, const float* in,

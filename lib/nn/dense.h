@@ -3,13 +3,15 @@
 
 #include <cstdint>
 
+#include "nn/activation.h"
+
 namespace qatc::nn {
 
 // in [n,in_features], w [in_features,out_features], b [out_features] or nullptr
 // -> out [n,out_features]
-// out[i,o] = b[o] + sum_k in[i,k] * w[k,o]
+// out[i,o] = act(b[o] + sum_k in[i,k] * w[k,o])   (inference fuses the activation)
 void dense_forward(float* out, const float* in, const float* w, const float* b, int64_t n,
-                   int64_t in_features, int64_t out_features);
+                   int64_t in_features, int64_t out_features, Activation act = Activation::none);
 
 // dout [n,out_features], in [n,in_features], w [in_features,out_features]
 // -> din [n,in_features], dw [in_features,out_features], db [out_features]

@@ -205,7 +205,7 @@ void for_row_chunks(int64_t rows, int64_t macs_per_row, Fn&& fn) {
 
 // out for the output rows r in [r0, r1).
 void forward_rows(float* out, const float* in, const float* w, const float* b, const DepthwiseGeom& g,
-                  int64_t r0, int64_t r1) {
+                  Activation act, int64_t r0, int64_t r1) {
   const int64_t oc = g.c * g.multiplier;
   std::vector<float> buf;
   for_each_image_part(g, r0, r1, [&](int64_t img, int64_t oy0, int64_t oy1) {
@@ -220,6 +220,7 @@ void forward_rows(float* out, const float* in, const float* w, const float* b, c
         // 'same'/'valid' windows always hold a real tap; only a hand-made geometry could not.
         if (sy.k0 >= sy.k1 || sx.k0 >= sx.k1) {
           for (int64_t k = 0; k < oc; ++k) o[k] = b ? b[k] : 0.0f;
+          activate(o, oc, act);
           continue;
         }
         const Window win{x.data + ((iy0 + sy.k0 - x.first) * g.w + ix0 + sx.k0) * oc,
@@ -231,6 +232,7 @@ void forward_rows(float* out, const float* in, const float* w, const float* b, c
                          sy.k1 - sy.k0,
                          sx.k1 - sx.k0};
         window_sum(o, b, win, oc);
+        if (act != Activation::none) activate(o, oc, act);
       }
     }
   });
@@ -332,9 +334,10 @@ DepthwiseGeom depthwise_geom(int64_t n, int64_t h, int64_t w, int64_t c, int64_t
   return {n, h, w, c, kh, kw, multiplier, stride_h, stride_w, py.pad_before, px.pad_before, py.out, px.out};
 }
 
-void depthwise_forward(float* out, const float* in, const float* w, const float* b, const DepthwiseGeom& g) {
+void depthwise_forward(float* out, const float* in, const float* w, const float* b, const DepthwiseGeom& g,
+                       Activation act) {
   for_row_chunks(g.n * g.oh, g.ow * g.kh * g.kw * g.c * g.multiplier,
-                 [&](int64_t r0, int64_t r1) { forward_rows(out, in, w, b, g, r0, r1); });
+                 [&](int64_t r0, int64_t r1) { forward_rows(out, in, w, b, g, act, r0, r1); });
 }
 
 void depthwise_backward(float* din, float* dw, float* db, const float* dout, const float* in,

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "nn/activation.h"
 #include "nn/padding.h"
 
 namespace qatc::nn {
@@ -26,8 +27,10 @@ DepthwiseGeom depthwise_geom(int64_t n, int64_t h, int64_t w, int64_t c, int64_t
                              int64_t multiplier, int64_t stride_h, int64_t stride_w, Padding padding);
 
 // in [n,h,w,c], w [kh,kw,c,M], b [c*M] or nullptr -> out [n,oh,ow,c*M]
-// out[i,y,x,o] = b[o] + sum_{ky,kx} in[i, y*sh - pad_top + ky, x*sw - pad_left + kx, o / M] * w[ky,kx,o]
-void depthwise_forward(float* out, const float* in, const float* w, const float* b, const DepthwiseGeom& g);
+// out[i,y,x,o] = act(b[o] + sum_{ky,kx} in[i, y*sh - pad_top + ky, x*sw - pad_left + kx, o / M] * w[ky,kx,o])
+// (inference fuses the activation; it is applied to each output pixel while it is in cache).
+void depthwise_forward(float* out, const float* in, const float* w, const float* b, const DepthwiseGeom& g,
+                       Activation act = Activation::none);
 
 // dout [n,oh,ow,c*M], in [n,h,w,c], w [kh,kw,c,M] -> din [n,h,w,c], dw [kh,kw,c,M], db [c*M]
 // din[i,iy,ix,ic] = sum over the (y,x,ky,kx) with iy = y*sh - pad_top + ky, ix = x*sw - pad_left + kx

@@ -12,12 +12,13 @@ namespace {
 constexpr int64_t kGrain = int64_t{1} << 16;  // floats per thread task, as the activations
 }  // namespace
 
-void add_forward(float* out, const float* const* inputs, int64_t count, int64_t n) {
+void add_forward(float* out, const float* const* inputs, int64_t count, int64_t n, Activation act) {
   QATC_CHECK_GE(count, 2);
   parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) out[i] = inputs[0][i] + inputs[1][i];
     for (int64_t k = 2; k < count; ++k)
       for (int64_t i = b; i < e; ++i) out[i] += inputs[k][i];
+    activate(out + b, e - b, act);
   });
 }
 

@@ -4,10 +4,14 @@
 
 #include <cstdint>
 
+#include "nn/activation.h"
+
 namespace qatc::nn {
 
-// inputs[k] [n] -> out [n]: out = sum_k inputs[k] (k = 0..count-1, summed in that order).
-void add_forward(float* out, const float* const* inputs, int64_t count, int64_t n);
+// inputs[k] [n] -> out [n]: out = act(sum_k inputs[k]) (k = 0..count-1, summed in that order;
+// inference fuses the activation). out may alias inputs[0] or inputs[1].
+void add_forward(float* out, const float* const* inputs, int64_t count, int64_t n,
+                 Activation act = Activation::none);
 
 // Forward: out = sum_k in_k, so din_k += dout for every k. Accumulates (+=) into each
 // dinputs[k]; a nullptr entry is "not needed".

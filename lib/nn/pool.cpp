@@ -50,6 +50,20 @@ inline void max_tap(float* __restrict o, int32_t* __restrict a, const float* __r
   }
 }
 
+// o = the maximum over the window's real taps [sy) x [sx), with max_tap's rule but no indices.
+// Tap (ky, kx) is at in + origin + ky*row + kx*c (origin: the window's top-left tap, which may lie
+// in the padding).
+inline void window_max(float* __restrict o, const float* __restrict in, int64_t origin, Span sy, Span sx,
+                       int64_t row, int64_t c) {
+  const float* first = in + (origin + sy.k0 * row + sx.k0 * c);
+  for (int64_t ch = 0; ch < c; ++ch) o[ch] = first[ch];
+  for (int64_t ky = sy.k0; ky < sy.k1; ++ky)
+    for (int64_t kx = sx.k0; kx < sx.k1; ++kx) {
+      const float* s = in + (origin + ky * row + kx * c);
+      for (int64_t ch = 0; ch < c; ++ch) o[ch] = s[ch] > o[ch] ? s[ch] : o[ch];
+    }
+}
+
 }  // namespace
 
 Pool2DGeom pool2d_geom(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw,
@@ -72,9 +86,13 @@ void maxpool2d_forward(float* out, int32_t* argmax, const float* in, const Pool2
         const int64_t ix0 = ox * g.stride_w - g.pad_left;
         const Span sx = valid_taps(ix0, g.kw, g.w);
         float* o = out + (r * g.ow + ox) * g.c;
-        int32_t* a = argmax + (r * g.ow + ox) * g.c;
         // 'same'/'valid' windows always hold a real tap; only a hand-made geometry could not.
         QATC_DCHECK(sy.k0 < sy.k1 && sx.k0 < sx.k1);
+        if (!argmax) {
+          window_max(o, in, ((img * g.h + iy0) * g.w + ix0) * g.c, sy, sx, g.w * g.c, g.c);
+          continue;
+        }
+        int32_t* a = argmax + (r * g.ow + ox) * g.c;
         for (int64_t ky = sy.k0; ky < sy.k1; ++ky)
           for (int64_t kx = sx.k0; kx < sx.k1; ++kx) {
             const int64_t base = ((img * g.h + iy0 + ky) * g.w + ix0 + kx) * g.c;

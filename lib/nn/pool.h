@@ -21,7 +21,8 @@ Pool2DGeom pool2d_geom(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, i
 // in [n,h,w,c] -> out [n,oh,ow,c], argmax [n,oh,ow,c]
 // out[i,y,x,ch] = max over the window's non-padded taps of in[i, y*sh - pad_top + ky,
 // x*sw - pad_left + kx, ch]; argmax holds the flat index into `in` (whole batch) of the winner.
-// Padding never wins; on ties the first tap in row-major (ky, kx) order wins.
+// Padding never wins; on ties the first tap in row-major (ky, kx) order wins. argmax may be
+// nullptr (inference: no backward follows).
 void maxpool2d_forward(float* out, int32_t* argmax, const float* in, const Pool2DGeom& g);
 
 // dout [n,oh,ow,c], argmax [n,oh,ow,c] -> din [n,h,w,c]

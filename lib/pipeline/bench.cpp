@@ -50,7 +50,6 @@ std::vector<float> random_inputs(int64_t count, std::pair<float, float> range, u
 struct Models {
   recipe::Recipe rc;
   std::unique_ptr<nn::Graph> graph;
-  std::vector<float> params;
   std::unique_ptr<train::Trainable> model;  // float or fakequant
   std::unique_ptr<runtime::IntModel> int8;
   int64_t input_floats = 0;
@@ -86,10 +85,10 @@ Models build(const std::filesystem::path& file, const std::string& form, const B
   if (is_recipe(file)) {
     m.rc = recipe::load_recipe(file, o.sets);
     m.graph = std::make_unique<nn::Graph>(nn::build_graph(m.rc.model));
-    m.params.resize(static_cast<size_t>(m.graph->param_floats));
-    nn::init_params(*m.graph, m.params.data(), m.rc.seed);
-    if (form == "float") m.model = std::make_unique<train::FloatModel>(*m.graph, m.params, o.batch, false);
-    else q = quick_ptq(*m.graph, m.rc, m.params, o.batch);
+    std::vector<float> params(static_cast<size_t>(m.graph->param_floats));
+    nn::init_params(*m.graph, params.data(), m.rc.seed);
+    if (form == "float") m.model = std::make_unique<train::FloatModel>(*m.graph, std::move(params), o.batch, false);
+    else q = quick_ptq(*m.graph, m.rc, std::move(params), o.batch);
   } else {
     LoadedModel lm = open_checkpoint(file, std::max<int64_t>(o.batch, 8));
     m.rc = lm.recipe;
@@ -147,9 +146,11 @@ nlohmann::json bench_form(const std::filesystem::path& file, const std::string& 
   std::unique_ptr<runtime::Executor> ex;  // int8: takes the model, keeping only its packed weights
   if (m.int8) ex = std::make_unique<runtime::Executor>(std::move(*m.int8), o.batch);
   const auto x = random_inputs(o.batch * m.input_floats, input_range(m.rc.data), 0xB0B);
+  std::unique_ptr<train::Predictor> predictor;
+  if (!m.int8) predictor = m.model->predictor(o.batch);
   auto run_once = [&] {
     if (ex) ex->run_float(x.data(), o.batch);
-    else m.model->forward(x.data(), o.batch, nn::Mode::eval, 0);
+    else predictor->predict(x.data(), o.batch);
   };
   run_once();
   run_once();  // warm-up: buffers allocated, caches and pages touched

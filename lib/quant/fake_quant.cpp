@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/simd.h"
 #include "core/threads.h"
 
 namespace qatc::quant {
@@ -25,13 +26,11 @@ void for_blocks(int64_t n, int64_t block, Fn&& fn) {
 }
 
 // The elementwise loops below are written without integer conversions or branches so that the
-// compiler vectorizes them, and are compiled for AVX-512, AVX2 and the baseline, the best chosen
-// at load time (GCC/Clang function multi-versioning). They compute exactly what
-// dequantize(quantize(x, q), q) computes: the same IEEE division x / scale, the same rounding
-// (half away from zero), the clamp to [qmin - zp, qmax - zp] in float, and scale times the
-// clamped integer (held exactly in a float), so every path gives the scalar functions' values
-// ("+ 0.0f" makes a zero +0 always, as the integer 0 converts to).
-#define QATC_SIMD_CLONES [[gnu::target_clones("avx512f", "avx2", "default")]]
+// compiler vectorizes them, and are compiled for AVX-512, AVX2 and the baseline (QATC_SIMD_CLONES,
+// core/simd.h). They compute exactly what dequantize(quantize(x, q), q) computes: the same IEEE
+// division x / scale, the same rounding (half away from zero), the clamp to [qmin - zp, qmax - zp]
+// in float, and scale times the clamped integer (held exactly in a float), so every path gives the
+// scalar functions' values ("+ 0.0f" makes a zero +0 always, as the integer 0 converts to).
 
 struct Grid {
   float scale, lo, hi;    // clamp bounds of the rounded value: qmin - zp, qmax - zp

@@ -145,7 +145,8 @@ Latency float_latency(train::Trainable& model, const data::Source& src, int64_t 
   InputBatch in(src, 1);
   const int32_t first = 0;
   in.load(&first, 1);
-  return time_per_image(images, [&](int64_t) { model.forward(in.floats(), 1, nn::Mode::eval, 0); });
+  const std::unique_ptr<train::Predictor> predictor = model.predictor(1);
+  return time_per_image(images, [&](int64_t) { predictor->predict(in.floats(), 1); });
 }
 
 }  // namespace qatc::runtime

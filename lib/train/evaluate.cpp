@@ -18,9 +18,10 @@ EvalResult evaluate(Trainable& model, const data::Source& src, const std::vector
   double loss_sum = 0;
   const auto total = static_cast<int64_t>(indices.size());
   auto batches = src.stream(indices, batch_size, false, 0);
+  const std::unique_ptr<Predictor> predictor = model.predictor(batch_size);
   int64_t n = 0;
   while (batches->next(x.data(), y.data(), &n)) {
-    const float* logits = model.forward(x.data(), n, nn::Mode::eval, 0);
+    const float* logits = predictor->predict(x.data(), n);
     nn::LossResult lr = nn::softmax_xent(nullptr, logits, y.data(), n, classes);
     loss_sum += lr.loss_sum;
     r.correct += lr.correct;

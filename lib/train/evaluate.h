@@ -15,6 +15,7 @@ struct EvalResult {
   double seconds = 0;
 };
 
+// Runs model.predictor(batch_size): the parameters must not change during the call.
 EvalResult evaluate(Trainable& model, const data::Source& src, const std::vector<int32_t>& indices,
                     int64_t batch_size);
 
