@@ -230,6 +230,7 @@ TEST_CASE("convert: the optimized kernels equal the reference ones on whole mode
     runtime::set_kernels("ref");
     runtime::Executor want(m, n, true);
     want.run(px.data(), n);
+    opt::set_min_parallel_macs(0);  // split every layer, however small
     for (opt::Isa isa : opt::supported_isas()) {
       for (int threads : {1, 2}) {
         set_num_threads(threads);
@@ -246,5 +247,6 @@ TEST_CASE("convert: the optimized kernels equal the reference ones on whole mode
     }
     set_num_threads(0);
     runtime::set_kernels("opt");
+    opt::set_min_parallel_macs(opt::kDefaultMinParallelMacs);
   }
 }

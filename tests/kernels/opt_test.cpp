@@ -79,9 +79,12 @@ class Guarded {
 
 // Runs fn(isa, threads) for every supported instruction set with 1 and 2 threads, restoring
 // the active ISA and the thread count afterwards.
+// Every ISA on 1 and 2 threads, with every shape split across the threads (small layers
+// normally run on one: opt::set_min_parallel_macs).
 void for_each_path(const std::function<void(opt::Isa, int)>& fn) {
   const opt::Isa isa0 = opt::active_isa();
   const int threads0 = num_threads();
+  opt::set_min_parallel_macs(0);
   for (opt::Isa isa : opt::supported_isas()) {
     opt::set_isa(isa);
     for (int threads : {1, 2}) {
@@ -89,6 +92,7 @@ void for_each_path(const std::function<void(opt::Isa, int)>& fn) {
       fn(isa, threads);
     }
   }
+  opt::set_min_parallel_macs(opt::kDefaultMinParallelMacs);
   opt::set_isa(isa0);
   set_num_threads(threads0);
 }

@@ -48,6 +48,11 @@ void check_with_packed(Params p, const PackedConv& w, const int8_t* out, const i
   kernels::check(p, out, in);
 }
 
+// Below this many multiply-adds a layer runs on the calling thread: at ~250 GMAC/s that is
+// ~8 us of work, more than the cost of handing it to the pool. Tests set it to 0 so that
+// small shapes are split too (set_min_parallel_macs).
+int64_t g_min_parallel_macs = kDefaultMinParallelMacs;
+
 // Splits the M x N GEMM into tasks of a block of rows times a range of panels. Row blocks
 // hold up to ~192 KB of A (so A stays in L2 while every panel passes over it), balanced to
 // equal sizes; panels are split too when there are too few row blocks to feed every thread
@@ -60,13 +65,16 @@ void run_gemm(const GemmTask& base, int64_t m, const PackedConv& w) {
   const int64_t mblocks = (m + mb - 1) / mb;
   mb = (m + mblocks - 1) / mblocks;
   const int64_t threads = num_threads();
+  const int64_t tasks_max = mblocks * w.panels;
+  // A product too small to pay for waking another thread (a few microseconds) runs on one.
+  const bool one_thread = m * w.k_padded * w.panels * ops.panel_oc < g_min_parallel_macs;
   int64_t nchunks = 1;
-  if (threads > 1 && mblocks < 16 * threads) {
+  if (threads > 1 && !one_thread && mblocks < 16 * threads) {
     if (mblocks < 4 * threads) nchunks = std::min(w.panels, (4 * threads + mblocks - 1) / mblocks);
     while (nchunks < w.panels && mblocks * nchunks % threads != 0) ++nchunks;
   }
   const auto bytes = static_cast<size_t>(ops.gemm_scratch_bytes(mb, w.k_padded));
-  parallel_for(mblocks * nchunks, 1, [&](int64_t t0, int64_t t1) {
+  parallel_for(mblocks * nchunks, one_thread ? tasks_max : 1, [&](int64_t t0, int64_t t1) {
     GemmTask t = base;
     t.scratch = detail::thread_scratch(bytes);
     int64_t prev_block = -1;
@@ -97,6 +105,8 @@ GemmTask gemm_task(const int8_t* in, int8_t* out, const PackedConv& w, int32_t z
 }
 
 }  // namespace
+
+void set_min_parallel_macs(int64_t macs) { g_min_parallel_macs = macs; }
 
 void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
                 const PackedConv& w) {
@@ -157,7 +167,8 @@ void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Depthwis
   // consecutive, so they never share a slot).
   const int64_t slots = mult > 1 ? p.kh : 0;
   const auto bytes = static_cast<size_t>(detail::round_up(row_bytes, 64) * (1 + slots));
-  parallel_for(p.n * p.oh, 1, [&](int64_t r0, int64_t r1) {
+  const bool one_thread = p.n * p.oh * p.ow * p.c * mult * p.kh * p.kw < g_min_parallel_macs / 4;  // ~4x a GEMM MAC's cost
+  parallel_for(p.n * p.oh, one_thread ? p.n * p.oh : 1, [&](int64_t r0, int64_t r1) {
     auto* zp_row = static_cast<int8_t*>(detail::thread_scratch(bytes));
     std::fill(zp_row, zp_row + row_bytes, static_cast<int8_t>(p.input_zero_point));
     int8_t* slot_base = zp_row + detail::round_up(row_bytes, 64);

@@ -108,6 +108,12 @@ void pad_qs8(int8_t* out, const int8_t* in, const kernels::PadParams& p);
 void quantize_f32_to_qs8(int8_t* out, const float* x, int64_t count, float scale, int32_t zero_point,
                          int32_t qmin, int32_t qmax);
 
+// Test hook: conv, dense and depthwise layers with fewer multiply-adds than this (default
+// kDefaultMinParallelMacs) run on the calling thread; tests set 0 so that every shape is split
+// across threads.
+inline constexpr int64_t kDefaultMinParallelMacs = int64_t{1} << 21;
+void set_min_parallel_macs(int64_t macs);
+
 // Test hook: out[i] = fixed::multiply_by_quantized_multiplier(x[i], multiplier[i], shift[i])
 // computed by the vector code of `isa`'s output stages, for any int32 x and any
 // {multiplier, shift} that kernels::check accepts (multiplier in [2^30, 2^31) and shift in
