@@ -287,15 +287,8 @@ def aten_cpu_capability():
 
 def openblas_core():
     """The OpenBLAS kernels torch's BLAS calls (fp32 nn.Linear after freezing) go to, or None."""
-    import ctypes
-    for name in ("libblas.so.3", "libopenblas.so.0"):
-        try:
-            fn = ctypes.CDLL(name).openblas_get_corename
-        except (OSError, AttributeError):
-            continue
-        fn.restype = ctypes.c_char_p
-        return fn().decode()
-    return None
+    import torch_models  # one definition, shared with the training benchmark
+    return torch_models.openblas_core()
 
 
 def time_runs(module, x, *, warmup_runs, warmup_seconds, min_runs, min_seconds, max_runs, max_seconds):
