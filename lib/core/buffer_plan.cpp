@@ -34,4 +34,33 @@ BufferPlan plan_buffers(const std::vector<ValueLife>& values) {
   return p;
 }
 
+ArenaPlan plan_arena(const std::vector<ValueLife>& values, int64_t align) {
+  QATC_CHECK_GE(align, 1);
+  ArenaPlan p;
+  p.offset.assign(values.size(), 0);
+  auto elems = [&](size_t v) { return (values[v].elems + align - 1) / align * align; };
+  std::vector<size_t> order(values.size());
+  for (size_t v = 0; v < order.size(); ++v) order[v] = v;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return elems(a) > elems(b); });
+  std::vector<std::pair<int64_t, int64_t>> busy;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const size_t t = order[k];
+    busy.clear();
+    for (size_t j = 0; j < k; ++j) {
+      const size_t u = order[j];
+      if (values[u].first <= values[t].last && values[t].first <= values[u].last)
+        busy.emplace_back(p.offset[u], p.offset[u] + elems(u));
+    }
+    std::sort(busy.begin(), busy.end());
+    int64_t at = 0;
+    for (const auto& [begin, end] : busy) {
+      if (begin - at >= elems(t)) break;
+      at = std::max(at, end);
+    }
+    p.offset[t] = at;
+    p.elems = std::max(p.elems, at + elems(t));
+  }
+  return p;
+}
+
 }  // namespace qatc

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/buffer_plan.h"
 #include "core/error.h"
 #include "kernels/check.h"
 #include "kernels/ref/kernels.h"
@@ -200,32 +201,19 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
   std::vector<int> first(nt, -2);
   first[0] = -1;
   for (size_t i = 0; i < m.layers.size(); ++i) first[static_cast<size_t>(m.layers[i].output)] = static_cast<int>(i);
-  std::vector<size_t> order;  // the tensors with memory of their own, largest first
+  std::vector<ValueLife> values;  // the tensors with memory of their own
+  std::vector<size_t> value_tensor;
   for (size_t t = 0; t < nt; ++t) {
     last_use[t] = std::max(last_use[t], first[t]);
-    if (first[t] > -2 && alias_of[t] < 0) order.push_back(t);
+    if (first[t] > -2 && alias_of[t] < 0) {
+      values.push_back({numel(m.tensors[t].shape), first[t], last_use[t]});
+      value_tensor.push_back(t);
+    }
   }
-  auto elems = [&](size_t t) { return (numel(m.tensors[t].shape) + 63) / 64 * 64; };  // 64-byte aligned
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return elems(a) > elems(b); });
-  // Each at the lowest offset clear of every tensor placed before whose lifetime overlaps its own.
+  const ArenaPlan plan = plan_arena(values, 64);  // 64-byte aligned tensors
   offset_.assign(nt, 0);
-  std::vector<std::pair<int64_t, int64_t>> busy;
-  for (size_t k = 0; k < order.size(); ++k) {
-    const size_t t = order[k];
-    busy.clear();
-    for (size_t j = 0; j < k; ++j) {
-      const size_t u = order[j];
-      if (first[u] <= last_use[t] && first[t] <= last_use[u]) busy.emplace_back(offset_[u], offset_[u] + elems(u));
-    }
-    std::sort(busy.begin(), busy.end());
-    int64_t at = 0;
-    for (const auto& [begin, end] : busy) {
-      if (begin - at >= elems(t)) break;
-      at = std::max(at, end);
-    }
-    offset_[t] = at;
-    arena_elems_ = std::max(arena_elems_, at + elems(t));
-  }
+  for (size_t v = 0; v < values.size(); ++v) offset_[value_tensor[v]] = plan.offset[v];
+  arena_elems_ = plan.elems;
   for (const auto& l : m.layers) {  // views, in order (a view of a view)
     const auto out = static_cast<size_t>(l.output);
     if (alias_of[out] >= 0) offset_[out] = offset_[static_cast<size_t>(l.input())];

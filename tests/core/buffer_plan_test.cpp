@@ -41,3 +41,19 @@ TEST_CASE("buffer plan: the closest size among the free buffers") {
   CHECK(p.slot[2] == p.slot[1]);
   CHECK(p.slot_elems[static_cast<size_t>(p.slot[1])] == 12);
 }
+
+TEST_CASE("arena plan: overlapping lifetimes get disjoint ranges, others reuse, sizes aligned") {
+  // v0 -> v1 -> v2 -> v3 plus v1 read again at step 3 (a skip connection).
+  const std::vector<ValueLife> v = {{10, -1, 0}, {40, 0, 3}, {20, 1, 2}, {30, 2, 3}};
+  const ArenaPlan p = plan_arena(v, 16);
+  auto range = [&](size_t i) { return std::pair<int64_t, int64_t>{p.offset[i], p.offset[i] + (v[i].elems + 15) / 16 * 16}; };
+  auto overlap = [&](size_t a, size_t b) { return range(a).first < range(b).second && range(b).first < range(a).second; };
+  for (size_t i = 0; i < v.size(); ++i) {
+    CHECK(p.offset[i] % 16 == 0);
+    CHECK(range(i).second <= p.elems);
+    for (size_t j = i + 1; j < v.size(); ++j)
+      if (v[i].first <= v[j].last && v[j].first <= v[i].last) CHECK_FALSE(overlap(i, j));
+  }
+  // v1 (48) lives throughout; v2 and v3 (32 each) overlap each other; v0 (16) reuses their space.
+  CHECK(p.elems == 48 + 32 + 32);
+}
