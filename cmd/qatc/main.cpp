@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   std::string kernels = "opt";
   app.add_option("--kernels", kernels,
                  "int8 kernels: opt (default: the fastest instruction set of this CPU), portable, avx2, avx_vnni, "
-                 "avx512_vnni, or ref (the reference kernels)");
+                 "avx512_vnni, amx, or ref (the reference kernels)");
   app.add_flag("--json", g.json, "print the machine-readable result as JSON on stdout");
   app.add_flag("-v,--verbose", g.verbose, "more log output");
   app.add_flag("-q,--quiet", g.quiet, "only warnings and errors on stderr");

@@ -109,9 +109,13 @@ void set_kernels(const std::string& name) {
     opt::set_isa(opt::detect_isa());
     return;
   }
-  if (name != "portable" && name != "avx2" && name != "avx_vnni" && name != "avx512_vnni")
-    fail("--kernels {}: unknown; expected one of: opt, ref, portable, avx2, avx_vnni, avx512_vnni", name);
-  opt::set_isa(opt::parse_isa(name));  // raises when this CPU lacks it
+  opt::Isa isa{};
+  try {
+    isa = opt::parse_isa(name);
+  } catch (const Error&) {
+    fail("--kernels {}: unknown; expected one of: opt, ref, portable, avx2, avx_vnni, avx512_vnni, amx", name);
+  }
+  opt::set_isa(isa);  // raises when this CPU lacks it
 }
 
 std::string kernels_in_use() { return g_use_ref ? "ref" : opt::to_string(opt::active_isa()); }

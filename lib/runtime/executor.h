@@ -15,7 +15,7 @@ namespace qatc::runtime {
 
 // Which int8 kernels executors run: "opt" (default: the optimized kernels on the fastest
 // instruction set this CPU has), an instruction set of them ("portable", "avx2", "avx_vnni",
-// "avx512_vnni"), or "ref" (the scalar reference kernels, the oracle the others equal bit for
+// "avx512_vnni", "amx"), or "ref" (the scalar reference kernels, the oracle the others equal bit for
 // bit). Raises qatc::Error for an unknown name or an instruction set the CPU lacks. Set it
 // before creating executors (the CLI's --kernels).
 void set_kernels(const std::string& name);

@@ -308,7 +308,7 @@ void check_dense(Rng& rng, int64_t n, int64_t in_f, int64_t out_f, Mult mult = M
 // ---------------------------------------------------------------------------------------
 
 TEST_CASE("opt isa names, parsing and selection") {
-  for (opt::Isa isa : {opt::Isa::portable, opt::Isa::avx2, opt::Isa::avx_vnni, opt::Isa::avx512_vnni})
+  for (opt::Isa isa : {opt::Isa::portable, opt::Isa::avx2, opt::Isa::avx_vnni, opt::Isa::avx512_vnni, opt::Isa::amx})
     CHECK(opt::parse_isa(opt::to_string(isa)) == isa);
   CHECK_THROWS_AS(opt::parse_isa("sse9"), Error);
   CHECK(opt::isa_supported(opt::Isa::portable));
@@ -321,7 +321,7 @@ TEST_CASE("opt isa names, parsing and selection") {
     opt::set_isa(isa);
     CHECK(opt::active_isa() == isa);
   }
-  for (opt::Isa isa : {opt::Isa::avx2, opt::Isa::avx_vnni, opt::Isa::avx512_vnni})
+  for (opt::Isa isa : {opt::Isa::avx2, opt::Isa::avx_vnni, opt::Isa::avx512_vnni, opt::Isa::amx})
     if (!opt::isa_supported(isa)) {
       CHECK_THROWS_AS(opt::set_isa(isa), Error);
       CHECK_THROWS_AS(opt::mbqm_for_test(isa, nullptr, nullptr, nullptr, nullptr, 0), Error);

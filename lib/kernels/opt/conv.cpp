@@ -62,8 +62,12 @@ void run_gemm(const GemmTask& base, int64_t m, const PackedConv& w) {
   const IsaOps& ops = detail::ops_for(w.isa);
   const int64_t elem = detail::layout_of(w.isa) == detail::Layout::vnni_u8 ? 1 : 2;
   int64_t mb = std::clamp<int64_t>((192 * 1024) / (w.k_padded * elem), 24, detail::kMaxGemmRows);
-  const int64_t mblocks = (m + mb - 1) / mb;
+  int64_t mblocks = (m + mb - 1) / mb;
   mb = (m + mblocks - 1) / mblocks;
+  if (w.isa == Isa::amx) {  // whole blocks of 32 rows (two A tiles)
+    mb = detail::round_up(mb, 32);
+    mblocks = (m + mb - 1) / mb;
+  }
   const int64_t threads = num_threads();
   const int64_t tasks_max = mblocks * w.panels;
   // A product too small to pay for waking another thread (a few microseconds) runs on one.

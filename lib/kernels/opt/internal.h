@@ -12,11 +12,13 @@
 namespace qatc::opt::detail {
 
 // Packed GEMM weight layouts.
-//   vnni_u8 (avx512_vnni, avx_vnni): activations enter vpdpbusd as u8 = q + 128, weights as
-//     s8. Output channels in panels of 64 (the last panel 16, 32, 48 or 64 wide: nv * 16);
-//     inside a panel, for each group g of 4 consecutive k, the 4 weights of each channel:
-//     byte [g][j][t] = w[oc = 64 p + j][k = 4 g + t], j < nv * 16. Panel p starts at
-//     p * (k_padded / 4) * 256. k_padded = K rounded up to 4; padding weights are 0.
+//   vnni_u8 (avx512_vnni, avx_vnni, amx): activations enter vpdpbusd (tdpbusd) as u8 = q +
+//     128, weights as s8. Output channels in panels of 64 (the last panel 16, 32, 48 or 64
+//     wide: nv * 16); inside a panel, for each group g of 4 consecutive k, the 4 weights of
+//     each channel: byte [g][j][t] = w[oc = 64 p + j][k = 4 g + t], j < nv * 16. Panel p
+//     starts at p * (k_padded / 4) * 256. k_padded = K rounded up to 4 (amx: to 64, a tile's
+//     depth); padding weights are 0. 16 channels of 16 consecutive groups are exactly one
+//     AMX B tile (16 rows of 64 bytes, row stride nv * 64), so amx shares the layout.
 //   i16_pairs (avx2): activations and weights as int16 (q itself), channels in panels of 16;
 //     inside a panel, for each pair g of k: int16 [g][j][t] = w[oc = 16 p + j][k = 2 g + t].
 //     Panel p starts at p * (k_padded / 2) * 32 int16. k_padded = K rounded up to 2.
@@ -27,6 +29,7 @@ enum class Layout { vnni_u8, i16_pairs, i16_rows };
 
 inline Layout layout_of(Isa isa) {
   switch (isa) {
+    case Isa::amx:
     case Isa::avx512_vnni:
     case Isa::avx_vnni: return Layout::vnni_u8;
     case Isa::avx2: return Layout::i16_pairs;
@@ -35,6 +38,9 @@ inline Layout layout_of(Isa isa) {
 }
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// The multiple K is padded to in the vnni_u8 layout.
+inline int64_t vnni_k_align(Isa isa) { return isa == Isa::amx ? 64 : 4; }
 
 // The per-channel output stage arrays of a PackedConv (see kernels.h), all oc_padded long.
 struct ChannelRequant {
@@ -165,6 +171,17 @@ const IsaOps& portable_ops();
 const IsaOps& avx2_ops();
 const IsaOps& avx_vnni_ops();
 const IsaOps& avx512_vnni_ops();
+const IsaOps& amx_ops();
+
+// The avx512_vnni GEMM output stage (isa_avx512.cpp), for the amx GEMM, which accumulates in
+// tiles: rows x (nv * 16) int32 sums, bias included, c[r * ldc + j] for channel chan + j, to
+// out[r * ldo + j] for the first `width` channels (<= nv * 16) of each row.
+// The avx512_vnni im2col (isa_avx512.cpp) of GEMM rows [t.m0, t.m0 + rows) into a[rows][kp]
+// as u8 q + 128; it may write up to 31 bytes past the last row.
+void im2col_u8_avx512(const GemmTask& t, uint8_t* a, int64_t rows, int64_t kp);
+
+void requant_rows_avx512(const int32_t* c, int64_t ldc, int64_t rows, int nv, int64_t width, int8_t* out,
+                         int64_t ldo, const ChannelRequant& q, int64_t chan, const OutClamp& clamp);
 
 // The table of isa; throws qatc::Error if the CPU lacks it.
 const IsaOps& ops_for(Isa isa);

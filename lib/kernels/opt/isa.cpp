@@ -2,6 +2,8 @@
 #include "kernels/opt/isa.h"
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <string>
@@ -12,7 +14,19 @@ namespace qatc::opt {
 
 namespace {
 
-constexpr Isa kAll[] = {Isa::portable, Isa::avx2, Isa::avx_vnni, Isa::avx512_vnni};
+constexpr Isa kAll[] = {Isa::portable, Isa::avx2, Isa::avx_vnni, Isa::avx512_vnni, Isa::amx};
+
+// AMX-TILE and AMX-INT8 (CPUID.(EAX=7, ECX=0):EDX bits 24 and 25), and Linux's permission to
+// use the tile data state (XFEATURE_XTILEDATA = 18; requested once, for the whole process).
+bool amx_usable() {
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || ((d >> 24) & 3u) != 3u) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ok;
+}
 
 // -1: not chosen yet (detect on first use).
 std::atomic<int> g_active{-1};
@@ -25,6 +39,7 @@ const char* to_string(Isa isa) {
     case Isa::avx2: return "avx2";
     case Isa::avx_vnni: return "avx_vnni";
     case Isa::avx512_vnni: return "avx512_vnni";
+    case Isa::amx: return "amx";
   }
   return "unknown";
 }
@@ -33,7 +48,7 @@ Isa parse_isa(std::string_view name) {
   for (Isa isa : kAll)
     if (name == to_string(isa)) return isa;
   fail("unknown int8 kernel instruction set '{}': expected one of portable, avx2, avx_vnni, "
-       "avx512_vnni",
+       "avx512_vnni, amx",
        name);
 }
 
@@ -52,13 +67,15 @@ bool isa_supported(Isa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni");
+    case Isa::amx: return isa_supported(Isa::avx512_vnni) && amx_usable();
   }
   return false;
 }
 
 Isa detect_isa() {
-  // AVX-VNNI (256-bit) before AVX2, AVX-512 VNNI first: the widest multiply-add wins.
-  for (Isa isa : {Isa::avx512_vnni, Isa::avx_vnni, Isa::avx2})
+  // AVX-VNNI (256-bit) before AVX2, AVX-512 VNNI before both, AMX first: the widest
+  // multiply-add wins.
+  for (Isa isa : {Isa::amx, Isa::avx512_vnni, Isa::avx_vnni, Isa::avx2})
     if (isa_supported(isa)) return isa;
   return Isa::portable;
 }

@@ -14,15 +14,18 @@ enum class Isa {
   avx2,         // AVX2, int16 multiply-adds (vpmaddwd)
   avx_vnni,     // AVX2 + AVX-VNNI: vpdpbusd on 256-bit registers (Alder Lake, Zen 5, ...)
   avx512_vnni,  // AVX-512 F/BW/VL/DQ + VNNI: vpdpbusd on 512-bit registers
+  amx,          // avx512_vnni + AMX-INT8: GEMMs on tile registers (tdpbusd, 16x16x64 per
+                // instruction; Sapphire Rapids and later), everything else as avx512_vnni
 };
 
-// "portable", "avx2", "avx_vnni", "avx512_vnni".
+// "portable", "avx2", "avx_vnni", "avx512_vnni", "amx".
 const char* to_string(Isa isa);
 
 // The inverse of to_string; throws qatc::Error naming the accepted values otherwise.
 Isa parse_isa(std::string_view name);
 
-// Whether this CPU (and OS) can run the path.
+// Whether this CPU (and OS) can run the path. For amx this asks Linux for the tile state
+// permission (arch_prctl ARCH_REQ_XCOMP_PERM) once per process; without it, no amx.
 bool isa_supported(Isa isa);
 
 // The fastest supported path.

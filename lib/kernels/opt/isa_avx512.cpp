@@ -207,6 +207,56 @@ struct XorCopy512 {
   }
 };
 
+// The GEMM output stage of one row of a panel: NV vectors of 16 int32 sums (bias included)
+// for channels chan.. -> mbqm, then the int32 lanes packed to int16 and int8 with signed
+// saturation (the zero point added in between, also saturating), which is clamp(v + zp,
+// -128, 127) exactly; then the narrower [qmin, qmax]. The in-lane packs interleave the four
+// vectors by groups of 4 channels; one vpermd puts them back in order.
+struct OutBytes {
+  __m512i zp16, qmin, qmax, order;
+};
+inline OutBytes out_bytes(const OutClamp& c) {
+  return {_mm512_set1_epi16(static_cast<int16_t>(c.zero_point)),
+          _mm512_set1_epi8(static_cast<char>(c.lo + c.zero_point)),
+          _mm512_set1_epi8(static_cast<char>(c.hi + c.zero_point)),
+          _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)};
+}
+
+template <int NV, bool kFast>
+__attribute__((always_inline)) inline void requant_row(const __m512i* acc, const ChannelRequant& q, int64_t chan,
+                                                       const OutBytes& ob, int8_t* out, __mmask64 store_mask) {
+  __m512i y[4];
+#pragma GCC unroll 4
+  for (int v = 0; v < 4; ++v) {
+    if (v >= NV) {
+      y[v] = _mm512_setzero_si512();
+    } else if constexpr (kFast) {
+      y[v] = Avx512::mbqm_fast(acc[v], _mm512_loadu_si512(q.multiplier + chan + 16 * v),
+                               _mm512_loadu_si512(q.multiplier_odd + chan + 16 * v),
+                               _mm512_loadu_si512(q.fast_round + chan + 16 * v),
+                               _mm512_loadu_si512(q.fast_shift + chan + 16 * v));
+    } else {
+      y[v] = Avx512::mbqm(acc[v], Avx512::rq_channels(q, chan + 16 * v));
+    }
+  }
+  const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(y[0], y[1]), ob.zp16);
+  const __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(y[2], y[3]), ob.zp16);
+  __m512i bytes = _mm512_permutexvar_epi32(ob.order, _mm512_packs_epi16(w01, w23));
+  bytes = _mm512_min_epi8(_mm512_max_epi8(bytes, ob.qmin), ob.qmax);
+  _mm512_mask_storeu_epi8(out, store_mask, bytes);
+}
+
+template <int NV, bool kFast>
+void requant_rows_nv(const int32_t* c, int64_t ldc, int64_t rows, const ChannelRequant& q, int64_t chan,
+                     const OutBytes& ob, int8_t* out, int64_t ldo, __mmask64 store_mask) {
+  for (int64_t r = 0; r < rows; ++r, c += ldc, out += ldo) {
+    __m512i acc[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[v] = _mm512_loadu_si512(c + 16 * v);
+    requant_row<NV, kFast>(acc, q, chan, ob, out, store_mask);
+  }
+}
+
 constexpr int kMR = 6;             // rows per micro-kernel strip
 constexpr int64_t kKBlock = 128;   // groups of 4 k per K block: 512 bytes of each weight row
 
@@ -269,39 +319,10 @@ void vnni_strip(const StripArgs& s) {
       for (int v = 0; v < NV; ++v) _mm512_store_si512(s.ctile + r * 64 + 16 * v, acc[r][v]);
     return;
   }
-  // Output stage, one row (NV vectors of 16 channels) at a time: mbqm, then the int32 lanes
-  // packed to int16 and int8 with signed saturation (the zero point added in between, also
-  // saturating), which is clamp(v + zp, -128, 127) exactly; then the narrower [qmin, qmax].
-  // The in-lane packs interleave the four vectors by groups of 4 channels; one vpermd puts
-  // them back in order.
   const ChannelRequant& q = *s.rq;
-  const int32_t* mult = q.multiplier + s.chan;
-  const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(s.clamp->zero_point));
-  const __m512i qmin = _mm512_set1_epi8(static_cast<char>(s.clamp->lo + s.clamp->zero_point));
-  const __m512i qmax = _mm512_set1_epi8(static_cast<char>(s.clamp->hi + s.clamp->zero_point));
-  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const OutBytes ob = out_bytes(*s.clamp);
 #pragma GCC unroll 6
-  for (int r = 0; r < MR; ++r) {
-    __m512i y[4];
-#pragma GCC unroll 4
-    for (int v = 0; v < 4; ++v) {
-      if (v >= NV) {
-        y[v] = _mm512_setzero_si512();
-      } else if constexpr (kFast) {
-        y[v] = Avx512::mbqm_fast(acc[r][v], _mm512_loadu_si512(mult + 16 * v),
-                                 _mm512_loadu_si512(q.multiplier_odd + s.chan + 16 * v),
-                                 _mm512_loadu_si512(q.fast_round + s.chan + 16 * v),
-                                 _mm512_loadu_si512(q.fast_shift + s.chan + 16 * v));
-      } else {
-        y[v] = Avx512::mbqm(acc[r][v], Avx512::rq_channels(q, s.chan + 16 * v));
-      }
-    }
-    const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(y[0], y[1]), zp16);
-    const __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(y[2], y[3]), zp16);
-    __m512i bytes = _mm512_permutexvar_epi32(order, _mm512_packs_epi16(w01, w23));
-    bytes = _mm512_min_epi8(_mm512_max_epi8(bytes, qmin), qmax);
-    _mm512_mask_storeu_epi8(s.out + r * s.ldo, s.store_mask, bytes);
-  }
+  for (int r = 0; r < MR; ++r) requant_row<NV, kFast>(acc[r], q, s.chan, ob, s.out + r * s.ldo, s.store_mask);
 }
 
 using StripFn = void (*)(const StripArgs&);
@@ -370,6 +391,26 @@ void gemm(const GemmTask& t) {
     }
   }
 }
+
+}  // namespace
+
+void im2col_u8_avx512(const GemmTask& t, uint8_t* a, int64_t rows, int64_t kp) {
+  im2col<XorCopy512>(t, t.m0, rows, a, kp);
+}
+
+void requant_rows_avx512(const int32_t* c, int64_t ldc, int64_t rows, int nv, int64_t width, int8_t* out,
+                         int64_t ldo, const ChannelRequant& q, int64_t chan, const OutClamp& clamp) {
+  const OutBytes ob = out_bytes(clamp);
+  const __mmask64 m = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
+  using Fn = void (*)(const int32_t*, int64_t, int64_t, const ChannelRequant&, int64_t, const OutBytes&,
+                      int8_t*, int64_t, __mmask64);
+  static constexpr Fn kFns[2][4] = {
+      {requant_rows_nv<1, false>, requant_rows_nv<2, false>, requant_rows_nv<3, false>, requant_rows_nv<4, false>},
+      {requant_rows_nv<1, true>, requant_rows_nv<2, true>, requant_rows_nv<3, true>, requant_rows_nv<4, true>}};
+  kFns[q.fast ? 1 : 0][nv - 1](c, ldc, rows, q, chan, ob, out, ldo, m);
+}
+
+namespace {
 
 // kernels::quantize_float, 16 lanes at a time (as quantize_float_avx2).
 void quantize_float_avx512(int8_t* out, const float* x, const FloatQuant& q, int64_t begin, int64_t end) {

@@ -20,6 +20,7 @@ const IsaOps& ops_for(Isa isa) {
     case Isa::avx2: return avx2_ops();
     case Isa::avx_vnni: return avx_vnni_ops();
     case Isa::avx512_vnni: return avx512_vnni_ops();
+    case Isa::amx: return amx_ops();
   }
   return portable_ops();
 }
@@ -93,7 +94,7 @@ PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, i
       for (int64_t i = 0; i < k; ++i) sum += weights[o * k + i];
       bias_folded[static_cast<size_t>(o)] -= 128 * sum;
     }
-    w.k_padded = round_up(k, 4);
+    w.k_padded = round_up(k, detail::vnni_k_align(w.isa));
     w.panel_oc = 64;
     w.panels = (oc + 63) / 64;
     const int64_t groups = w.k_padded / 4;
