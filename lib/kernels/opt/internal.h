@@ -173,15 +173,16 @@ const IsaOps& avx_vnni_ops();
 const IsaOps& avx512_vnni_ops();
 const IsaOps& amx_ops();
 
-// The avx512_vnni GEMM output stage (isa_avx512.cpp), for the amx GEMM, which accumulates in
-// tiles: rows x (nv * 16) int32 sums, bias included, c[r * ldc + j] for channel chan + j, to
-// out[r * ldo + j] for the first `width` channels (<= nv * 16) of each row.
 // The avx512_vnni im2col (isa_avx512.cpp) of GEMM rows [t.m0, t.m0 + rows) into a[rows][kp]
 // as u8 q + 128; it may write up to 31 bytes past the last row.
 void im2col_u8_avx512(const GemmTask& t, uint8_t* a, int64_t rows, int64_t kp);
 
+// The avx512_vnni GEMM output stage (isa_avx512.cpp), for the amx GEMM, which accumulates in
+// tiles: rows x (nv * 16) int32 sums, c[r * ldc + j] for channel chan + j (add_bias: without
+// the bias yet), to out[r * ldo + j] for the first `width` channels (<= nv * 16) of each row.
 void requant_rows_avx512(const int32_t* c, int64_t ldc, int64_t rows, int nv, int64_t width, int8_t* out,
-                         int64_t ldo, const ChannelRequant& q, int64_t chan, const OutClamp& clamp);
+                         int64_t ldo, const ChannelRequant& q, int64_t chan, const OutClamp& clamp,
+                         bool add_bias);
 
 // The table of isa; throws qatc::Error if the CPU lacks it.
 const IsaOps& ops_for(Isa isa);

@@ -222,8 +222,31 @@ inline OutBytes out_bytes(const OutClamp& c) {
           _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)};
 }
 
+// The per-channel constants of NV vectors of a panel, loaded once for all its rows (the
+// stores of the rows are char stores, which would otherwise force a reload per row). Fast
+// form: multiplier, odd-lane multiplier, rounding addend, shift; generic: Avx512::Rq.
 template <int NV, bool kFast>
-__attribute__((always_inline)) inline void requant_row(const __m512i* acc, const ChannelRequant& q, int64_t chan,
+struct PanelRq {
+  __m512i mult[NV], odd[NV], round[NV], shift[NV];
+  Avx512::Rq rq[kFast ? 1 : NV];
+  PanelRq(const ChannelRequant& q, int64_t chan) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const int64_t o = chan + 16 * v;
+      if constexpr (kFast) {
+        mult[v] = _mm512_loadu_si512(q.multiplier + o);
+        odd[v] = _mm512_loadu_si512(q.multiplier_odd + o);
+        round[v] = _mm512_loadu_si512(q.fast_round + o);
+        shift[v] = _mm512_loadu_si512(q.fast_shift + o);
+      } else {
+        rq[v] = Avx512::rq_channels(q, o);
+      }
+    }
+  }
+};
+
+template <int NV, bool kFast>
+__attribute__((always_inline)) inline void requant_row(const __m512i* acc, const PanelRq<NV, kFast>& k,
                                                        const OutBytes& ob, int8_t* out, __mmask64 store_mask) {
   __m512i y[4];
 #pragma GCC unroll 4
@@ -231,12 +254,9 @@ __attribute__((always_inline)) inline void requant_row(const __m512i* acc, const
     if (v >= NV) {
       y[v] = _mm512_setzero_si512();
     } else if constexpr (kFast) {
-      y[v] = Avx512::mbqm_fast(acc[v], _mm512_loadu_si512(q.multiplier + chan + 16 * v),
-                               _mm512_loadu_si512(q.multiplier_odd + chan + 16 * v),
-                               _mm512_loadu_si512(q.fast_round + chan + 16 * v),
-                               _mm512_loadu_si512(q.fast_shift + chan + 16 * v));
+      y[v] = Avx512::mbqm_fast(acc[v], k.mult[v], k.odd[v], k.round[v], k.shift[v]);
     } else {
-      y[v] = Avx512::mbqm(acc[v], Avx512::rq_channels(q, chan + 16 * v));
+      y[v] = Avx512::mbqm(acc[v], k.rq[v]);
     }
   }
   const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(y[0], y[1]), ob.zp16);
@@ -246,14 +266,22 @@ __attribute__((always_inline)) inline void requant_row(const __m512i* acc, const
   _mm512_mask_storeu_epi8(out, store_mask, bytes);
 }
 
-template <int NV, bool kFast>
+// Rows of int32 sums from memory; kBias: the sums lack the bias, add it.
+template <int NV, bool kFast, bool kBias>
 void requant_rows_nv(const int32_t* c, int64_t ldc, int64_t rows, const ChannelRequant& q, int64_t chan,
                      const OutBytes& ob, int8_t* out, int64_t ldo, __mmask64 store_mask) {
+  const PanelRq<NV, kFast> k(q, chan);
+  __m512i bias[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) bias[v] = kBias ? _mm512_loadu_si512(q.bias + chan + 16 * v) : __m512i{};
   for (int64_t r = 0; r < rows; ++r, c += ldc, out += ldo) {
     __m512i acc[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[v] = _mm512_loadu_si512(c + 16 * v);
-    requant_row<NV, kFast>(acc, q, chan, ob, out, store_mask);
+    for (int v = 0; v < NV; ++v) {
+      acc[v] = _mm512_loadu_si512(c + 16 * v);
+      if constexpr (kBias) acc[v] = _mm512_add_epi32(acc[v], bias[v]);
+    }
+    requant_row<NV, kFast>(acc, k, ob, out, store_mask);
   }
 }
 
@@ -321,8 +349,9 @@ void vnni_strip(const StripArgs& s) {
   }
   const ChannelRequant& q = *s.rq;
   const OutBytes ob = out_bytes(*s.clamp);
+  const PanelRq<NV, kFast> k(q, s.chan);
 #pragma GCC unroll 6
-  for (int r = 0; r < MR; ++r) requant_row<NV, kFast>(acc[r], q, s.chan, ob, s.out + r * s.ldo, s.store_mask);
+  for (int r = 0; r < MR; ++r) requant_row<NV, kFast>(acc[r], k, ob, s.out + r * s.ldo, s.store_mask);
 }
 
 using StripFn = void (*)(const StripArgs&);
@@ -399,15 +428,22 @@ void im2col_u8_avx512(const GemmTask& t, uint8_t* a, int64_t rows, int64_t kp) {
 }
 
 void requant_rows_avx512(const int32_t* c, int64_t ldc, int64_t rows, int nv, int64_t width, int8_t* out,
-                         int64_t ldo, const ChannelRequant& q, int64_t chan, const OutClamp& clamp) {
+                         int64_t ldo, const ChannelRequant& q, int64_t chan, const OutClamp& clamp,
+                         bool add_bias) {
   const OutBytes ob = out_bytes(clamp);
   const __mmask64 m = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
   using Fn = void (*)(const int32_t*, int64_t, int64_t, const ChannelRequant&, int64_t, const OutBytes&,
                       int8_t*, int64_t, __mmask64);
-  static constexpr Fn kFns[2][4] = {
-      {requant_rows_nv<1, false>, requant_rows_nv<2, false>, requant_rows_nv<3, false>, requant_rows_nv<4, false>},
-      {requant_rows_nv<1, true>, requant_rows_nv<2, true>, requant_rows_nv<3, true>, requant_rows_nv<4, true>}};
-  kFns[q.fast ? 1 : 0][nv - 1](c, ldc, rows, q, chan, ob, out, ldo, m);
+  static constexpr Fn kFns[2][2][4] = {
+      {{requant_rows_nv<1, false, false>, requant_rows_nv<2, false, false>, requant_rows_nv<3, false, false>,
+        requant_rows_nv<4, false, false>},
+       {requant_rows_nv<1, true, false>, requant_rows_nv<2, true, false>, requant_rows_nv<3, true, false>,
+        requant_rows_nv<4, true, false>}},
+      {{requant_rows_nv<1, false, true>, requant_rows_nv<2, false, true>, requant_rows_nv<3, false, true>,
+        requant_rows_nv<4, false, true>},
+       {requant_rows_nv<1, true, true>, requant_rows_nv<2, true, true>, requant_rows_nv<3, true, true>,
+        requant_rows_nv<4, true, true>}}};
+  kFns[add_bias ? 1 : 0][q.fast ? 1 : 0][nv - 1](c, ldc, rows, q, chan, ob, out, ldo, m);
 }
 
 namespace {
