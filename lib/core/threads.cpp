@@ -12,6 +12,9 @@
 #include <vector>
 
 extern "C" void openblas_set_num_threads(int num_threads);
+// OpenBLAS (pthread build) starts its worker threads when it is loaded; this joins them. Weak:
+// absent from serial builds and other BLAS libraries.
+extern "C" int blas_thread_shutdown_() __attribute__((weak));
 
 namespace qatc {
 namespace {
@@ -116,8 +119,12 @@ void set_num_threads(int n) {
   std::lock_guard<std::mutex> lk(g_pool_mu);
   if (n != g_threads) g_pool.reset();
   g_threads = n;
-  // qatc parallelizes around OpenBLAS (nn/sgemm.cpp); OpenBLAS's own threads would spin.
+  // qatc parallelizes around OpenBLAS (nn/sgemm.cpp). OpenBLAS's own threads, started when
+  // the library loaded, would spin in sched_yield beside qatc's (perf on an int8 run: a
+  // second thread busy for a fifth of the samples): one OpenBLAS thread, and its workers
+  // joined. OpenBLAS starts them again only if asked for more threads, which qatc never does.
   openblas_set_num_threads(1);
+  if (blas_thread_shutdown_ != nullptr) blas_thread_shutdown_();
 }
 
 int num_threads() {

@@ -2,6 +2,7 @@
 // of the work into tasks for parallel_for, and the per-thread scratch. The arithmetic is in
 // the isa_*.cpp files.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "core/error.h"
@@ -60,8 +61,10 @@ int64_t g_min_parallel_macs = kDefaultMinParallelMacs;
 // of the thread count (parallel_for gives each thread an equal run of tasks).
 void run_gemm(const GemmTask& base, int64_t m, const PackedConv& w) {
   const IsaOps& ops = detail::ops_for(w.isa);
+  // (amx keeps no copy of A: the most rows.)
   const int64_t elem = detail::layout_of(w.isa) == detail::Layout::vnni_u8 ? 1 : 2;
-  int64_t mb = std::clamp<int64_t>((192 * 1024) / (w.k_padded * elem), 24, detail::kMaxGemmRows);
+  int64_t mb = w.isa == Isa::amx ? detail::kMaxGemmRows
+                                 : std::clamp<int64_t>((192 * 1024) / (w.k_padded * elem), 24, detail::kMaxGemmRows);
   int64_t mblocks = (m + mb - 1) / mb;
   mb = (m + mblocks - 1) / mblocks;
   if (w.isa == Isa::amx) {  // whole blocks of 32 rows (two A tiles)
@@ -108,6 +111,53 @@ GemmTask gemm_task(const int8_t* in, int8_t* out, const PackedConv& w, int32_t z
   return t;
 }
 
+// The amx GEMM reads its A tiles straight from the input (isa_amx.cpp): 16 output pixels
+// of one output row, 64 consecutive bytes of one input row each, a tile row stride of
+// stride_w * c apart. That needs the padding in memory and every byte a tile may read to be
+// readable: the last pixel's tile reads up to 15 pixels past it and a 64-byte step up to 63
+// bytes past its kernel row. When the conv is unpadded and those reads stay inside the
+// input, the tiles read the input itself; else a copy with the padding (the input zero
+// point) and zeros after it, in a buffer of the calling thread kept between calls.
+void amx_input(GemmTask& t, int64_t n) {
+  const int64_t c = t.c;
+  const int64_t hp = std::max(t.pad_top + t.h, (t.oh - 1) * t.stride_h + t.kh);
+  const int64_t wp = std::max(t.pad_left + t.w, (t.ow - 1) * t.stride_w + t.kw);
+  const int64_t last = (((n - 1) * hp + (t.oh - 1) * t.stride_h) * wp + (t.ow - 1) * t.stride_w) * c;
+  const int64_t end = last + 15 * t.stride_w * c + (t.kh - 1) * wp * c + detail::amx_segment(t.kw * c);
+  const bool padded = hp != t.h || wp != t.w;
+  t.amx_h = hp;
+  t.amx_w = wp;
+  if (!padded && end <= n * t.h * t.w * c) {
+    t.amx_in = t.in;
+    return;
+  }
+  thread_local AlignedVector<int8_t> buf;
+  const int64_t size = detail::round_up(std::max(end, n * hp * wp * c), 64);
+  if (static_cast<int64_t>(buf.size()) < size) {
+    buf = AlignedVector<int8_t>();
+    buf.resize(static_cast<size_t>(size));
+  }
+  int8_t* dst = buf.data();
+  const auto zp = static_cast<int8_t>(t.input_zero_point);
+  const int64_t row = wp * c;
+  const GemmTask& g = t;
+  parallel_for(n * hp, std::max<int64_t>(1, (int64_t{1} << 16) / row), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int8_t* d = dst + r * row;
+      const int64_t b = r / hp, iy = r % hp - g.pad_top;
+      if (iy < 0 || iy >= g.h) {
+        std::fill(d, d + row, zp);
+        continue;
+      }
+      std::fill(d, d + g.pad_left * c, zp);
+      std::memcpy(d + g.pad_left * c, g.in + (b * g.h + iy) * g.w * c, static_cast<size_t>(g.w * c));
+      std::fill(d + (g.pad_left + g.w) * c, d + row, zp);
+    }
+  });
+  std::fill(dst + n * hp * row, dst + size, int8_t{0});
+  t.amx_in = dst;
+}
+
 }  // namespace
 
 void set_min_parallel_macs(int64_t macs) { g_min_parallel_macs = macs; }
@@ -131,6 +181,7 @@ void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
   // A 1x1 stride-1 unpadded conv reads the NHWC input rows as they are.
   t.contiguous = p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 &&
                  p.pad_top == 0 && p.pad_left == 0 && p.oh == p.h && p.ow == p.w;
+  if (w.isa == Isa::amx) amx_input(t, p.n);
   run_gemm(t, p.n * p.oh * p.ow, w);
 }
 
@@ -142,6 +193,7 @@ void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, con
   t.h = t.w = t.oh = t.ow = t.kh = t.kw = t.stride_h = t.stride_w = 1;
   t.c = p.in_features;
   t.contiguous = true;
+  if (w.isa == Isa::amx) amx_input(t, p.n);
   run_gemm(t, p.n, w);
 }
 

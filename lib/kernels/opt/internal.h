@@ -12,24 +12,27 @@
 namespace qatc::opt::detail {
 
 // Packed GEMM weight layouts.
-//   vnni_u8 (avx512_vnni, avx_vnni, amx): activations enter vpdpbusd (tdpbusd) as u8 = q +
-//     128, weights as s8. Output channels in panels of 64 (the last panel 16, 32, 48 or 64
-//     wide: nv * 16); inside a panel, for each group g of 4 consecutive k, the 4 weights of
-//     each channel: byte [g][j][t] = w[oc = 64 p + j][k = 4 g + t], j < nv * 16. Panel p
-//     starts at p * (k_padded / 4) * 256. k_padded = K rounded up to 4 (amx: to 64, a tile's
-//     depth); padding weights are 0. 16 channels of 16 consecutive groups are exactly one
-//     AMX B tile (16 rows of 64 bytes, row stride nv * 64), so amx shares the layout.
+//   vnni_u8 (avx512_vnni, avx_vnni): activations enter vpdpbusd as u8 = q + 128, weights as
+//     s8. Output channels in panels of 64 (the last panel 16, 32, 48 or 64 wide: nv * 16);
+//     inside a panel, for each group g of 4 consecutive k, the 4 weights of each channel:
+//     byte [g][j][t] = w[oc = 64 p + j][k = 4 g + t], j < nv * 16. Panel p starts at
+//     p * (k_padded / 4) * 256. k_padded = K rounded up to 4; padding weights are 0.
+//   amx_s8 (amx): as vnni_u8, but activations enter tdpbssd as s8 (q itself), and k runs
+//     over kh segments of amx_segment(kw * c) = kw * c rounded up to 64 (k = ky * segment +
+//     r holds w[ky][r / c][r % c] for r < kw * c, 0 after), so that each step of 64 k reads
+//     64 consecutive input bytes of one input row (amx.cpp). 16 channels of 16 consecutive
+//     groups are one AMX B tile (16 rows of 64 bytes, row stride nv * 64).
 //   i16_pairs (avx2): activations and weights as int16 (q itself), channels in panels of 16;
 //     inside a panel, for each pair g of k: int16 [g][j][t] = w[oc = 16 p + j][k = 2 g + t].
 //     Panel p starts at p * (k_padded / 2) * 32 int16. k_padded = K rounded up to 2.
 //   i16_rows (portable): activations and weights as int16, weights [oc][k_padded] (the
 //     original rows, widened), k_padded = K rounded up to 8; panels of 16 channels for the
 //     split of the work only. Plain dot products, which compilers vectorize well.
-enum class Layout { vnni_u8, i16_pairs, i16_rows };
+enum class Layout { vnni_u8, amx_s8, i16_pairs, i16_rows };
 
 inline Layout layout_of(Isa isa) {
   switch (isa) {
-    case Isa::amx:
+    case Isa::amx: return Layout::amx_s8;
     case Isa::avx512_vnni:
     case Isa::avx_vnni: return Layout::vnni_u8;
     case Isa::avx2: return Layout::i16_pairs;
@@ -39,8 +42,8 @@ inline Layout layout_of(Isa isa) {
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// The multiple K is padded to in the vnni_u8 layout.
-inline int64_t vnni_k_align(Isa isa) { return isa == Isa::amx ? 64 : 4; }
+// The k of one kernel row (kw * c) in the amx_s8 layout: a whole number of 64-byte steps.
+inline int64_t amx_segment(int64_t kw_c) { return round_up(kw_c, 64); }
 
 // The per-channel output stage arrays of a PackedConv (see kernels.h), all oc_padded long.
 struct ChannelRequant {
@@ -119,6 +122,12 @@ struct GemmTask {
   int64_t m0, m1, p0, p1;  // m1 - m0 <= kMaxGemmRows
   void* scratch;  // gemm_scratch_bytes(rows, k_padded) bytes, 64-aligned
   bool a_ready;   // scratch already holds A for these rows (the previous task's)
+  // amx: the input its tiles read in place, [n][amx_h][amx_w][c] with the conv's padding in
+  // it (output pixel (oy, ox) reads from row oy * stride_h and column ox * stride_w on) and
+  // readable bytes after it for the reads past the last pixel: the input itself when that
+  // holds, else a padded copy (conv.cpp, amx_input).
+  const int8_t* amx_in;
+  int64_t amx_h, amx_w;
 };
 
 // One output row of a depthwise conv: the kh input rows it reads, each [w, oc] (already
@@ -172,10 +181,6 @@ const IsaOps& avx2_ops();
 const IsaOps& avx_vnni_ops();
 const IsaOps& avx512_vnni_ops();
 const IsaOps& amx_ops();
-
-// The avx512_vnni im2col (isa_avx512.cpp) of GEMM rows [t.m0, t.m0 + rows) into a[rows][kp]
-// as u8 q + 128; it may write up to 31 bytes past the last row.
-void im2col_u8_avx512(const GemmTask& t, uint8_t* a, int64_t rows, int64_t kp);
 
 // The avx512_vnni GEMM output stage (isa_avx512.cpp), for the amx GEMM, which accumulates in
 // tiles: rows x (nv * 16) int32 sums, c[r * ldc + j] for channel chan + j (add_bias: without

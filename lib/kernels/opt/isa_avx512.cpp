@@ -423,10 +423,6 @@ void gemm(const GemmTask& t) {
 
 }  // namespace
 
-void im2col_u8_avx512(const GemmTask& t, uint8_t* a, int64_t rows, int64_t kp) {
-  im2col<XorCopy512>(t, t.m0, rows, a, kp);
-}
-
 void requant_rows_avx512(const int32_t* c, int64_t ldc, int64_t rows, int nv, int64_t width, int8_t* out,
                          int64_t ldo, const ChannelRequant& q, int64_t chan, const OutClamp& clamp,
                          bool add_bias) {

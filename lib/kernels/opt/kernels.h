@@ -59,7 +59,8 @@ struct PackedConv {
   int32_t input_zero_point = 0;  // folded into bias
 
   // GEMM (conv2d, dense): K = kh * kw * c rounded up to the layout's group (4 for VNNI, 2
-  // for int16), output channels in panels of panel_oc.
+  // for int16; amx: kh rows of kw * c rounded up to 64, internal.h), output channels in
+  // panels of panel_oc.
   int64_t k = 0, k_padded = 0, panel_oc = 0, panels = 0;
   // oc rounded up to 64: the length of every per-channel array below.
   int64_t oc_padded = 0;

@@ -87,14 +87,25 @@ PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, i
     for (int64_t i = 0; i < k; ++i) sum += weights[o * k + i];
     bias_folded[static_cast<size_t>(o)] = (bias != nullptr ? bias[o] : 0) - int64_t{input_zero_point} * sum;
   }
-  if (detail::layout_of(w.isa) == detail::Layout::vnni_u8) {
-    // u8 activations q + 128: sum (q + 128 - 128 - zp) w = sum (q + 128) w - (zp + 128) sum w.
-    for (int64_t o = 0; o < oc; ++o) {
-      int64_t sum = 0;
-      for (int64_t i = 0; i < k; ++i) sum += weights[o * k + i];
-      bias_folded[static_cast<size_t>(o)] -= 128 * sum;
+  const detail::Layout layout = detail::layout_of(w.isa);
+  if (layout == detail::Layout::vnni_u8 || layout == detail::Layout::amx_s8) {
+    const bool amx = layout == detail::Layout::amx_s8;
+    if (!amx) {
+      // u8 activations q + 128: sum (q + 128 - 128 - zp) w = sum (q + 128) w - (zp + 128) sum w.
+      for (int64_t o = 0; o < oc; ++o) {
+        int64_t sum = 0;
+        for (int64_t i = 0; i < k; ++i) sum += weights[o * k + i];
+        bias_folded[static_cast<size_t>(o)] -= 128 * sum;
+      }
     }
-    w.k_padded = round_up(k, detail::vnni_k_align(w.isa));
+    // Packed position kk -> original k (-1: a padding weight).
+    const int64_t seg = kw * c, segp = amx ? detail::amx_segment(seg) : 0;
+    w.k_padded = amx ? kh * segp : round_up(k, 4);
+    auto source_k = [&](int64_t kk) -> int64_t {
+      if (!amx) return kk < k ? kk : -1;
+      const int64_t r = kk % segp;
+      return r < seg ? kk / segp * seg + r : -1;
+    };
     w.panel_oc = 64;
     w.panels = (oc + 63) / 64;
     const int64_t groups = w.k_padded / 4;
@@ -105,13 +116,11 @@ PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, i
       const int64_t width = std::min<int64_t>(64, round_up(oc - 64 * p, 16));  // nv * 16
       int8_t* base = w.weights.data() + p * 64 * w.k_padded;
       for (int64_t g = 0; g < groups; ++g)
-        for (int64_t j = 0; j < width; ++j) {
-          const int64_t o = 64 * p + j;
-          if (o >= oc) continue;
-          for (int64_t t = 0; t < 4; ++t) {
-            const int64_t i = 4 * g + t;
-            if (i < k) base[(g * width + j) * 4 + t] = weights[o * k + i];
-          }
+        for (int64_t t = 0; t < 4; ++t) {
+          const int64_t i = source_k(4 * g + t);
+          if (i < 0) continue;
+          for (int64_t j = 0; j < width && 64 * p + j < oc; ++j)
+            base[(g * width + j) * 4 + t] = weights[(64 * p + j) * k + i];
         }
     }
   } else if (detail::layout_of(w.isa) == detail::Layout::i16_rows) {
