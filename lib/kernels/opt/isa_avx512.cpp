@@ -274,7 +274,32 @@ void requant_rows_nv(const int32_t* c, int64_t ldc, int64_t rows, const ChannelR
   __m512i bias[NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) bias[v] = kBias ? _mm512_loadu_si512(q.bias + chan + 16 * v) : __m512i{};
-  for (int64_t r = 0; r < rows; ++r, c += ldc, out += ldo) {
+  int64_t r = 0;
+  if constexpr (NV <= 2 && kFast) {
+    // A layer of 16 or 32 channels: 4 / NV consecutive output rows are 64 contiguous bytes,
+    // packed and stored together (the pack costs as much for one row as for four vectors).
+    constexpr int R = 4 / NV;
+    if (ldo == 16 * NV && store_mask == (__mmask64{1} << (16 * NV)) - 1) {
+      PanelRq<4, true> k4(q, chan);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        k4.mult[j] = k.mult[j % NV];
+        k4.odd[j] = k.odd[j % NV];
+        k4.round[j] = k.round[j % NV];
+        k4.shift[j] = k.shift[j % NV];
+      }
+      for (; r + R <= rows; r += R, c += R * ldc, out += R * ldo) {
+        __m512i acc[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          acc[j] = _mm512_loadu_si512(c + (j / NV) * ldc + 16 * (j % NV));
+          if constexpr (kBias) acc[j] = _mm512_add_epi32(acc[j], bias[j % NV]);
+        }
+        requant_row<4, true>(acc, k4, ob, out, ~__mmask64{0});
+      }
+    }
+  }
+  for (; r < rows; ++r, c += ldc, out += ldo) {
     __m512i acc[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
