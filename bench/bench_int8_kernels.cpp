@@ -1,9 +1,9 @@
 // Times the int8 kernels: the reference (qatc::ref) against every optimized path the CPU has
-// (qatc::opt: portable, avx2, avx_vnni, avx512_vnni) on MobileNet- and ResNet-like layer
-// shapes, and measures the register peak of vpdpbusd.
+// (qatc::opt: portable, avx2, avx_vnni, avx512_vnni, amx) on MobileNet- and ResNet-like layer
+// shapes, and measures the register peak of vpdpbusd (and of AMX's tdpbssd).
 //
 //   bench_int8_kernels [--threads N] [--batch B] [--repeats R] [--min-ms T] [--only NAME]
-//                      [--paths ref,portable,avx2,avx_vnni,avx512_vnni] [--stat median|min]
+//                      [--paths ref,portable,avx2,avx_vnni,avx512_vnni,amx] [--stat median|min]
 //                      [--model resnet50|mobilenet_v1] [--peak-only]
 //
 // Per layer and path: the median (or with --stat min the fastest, which load from other work
@@ -23,7 +23,8 @@
 // The peak: a loop of 24 independent vpdpbusd zmm accumulator chains held in registers (far
 // more than latency x throughput; `objdump -d` of peak_avx512 shows no memory operand in the
 // loop), 64 MACs per instruction, run on each thread at once; reported by wall time and per
-// CPU-second of each thread.
+// CPU-second of each thread. The AMX tile peak: 4 independent tdpbssd accumulator tiles,
+// 16,384 MACs per instruction; the amx path's total is also rated against it.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -105,6 +106,43 @@ __attribute__((target("avx2,avxvnni"), noinline)) int64_t peak_avx_vnni(int64_t 
   for (int32_t x : v) r += x;
   return r;
 }
+
+// AMX: 4 independent tdpbssd accumulator tiles (16 x 16 int32) from 2 A and 2 B tiles
+// loaded once, 16,384 multiply-adds per instruction. Loads its own tile configuration (a
+// thread's tile state is its own); the process has asked for the tile permission already
+// (opt::isa_supported(amx)).
+struct alignas(64) AmxConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+__attribute__((target("amx-tile,amx-int8"), noinline)) int64_t peak_amx(int64_t iters, int32_t seed) {
+  const AmxConfig cfg;
+  _tile_loadconfig(&cfg);
+  alignas(64) int8_t ab[1024];
+  for (int i = 0; i < 1024; ++i) ab[i] = static_cast<int8_t>(seed + i);
+  _tile_loadd(4, ab, 64);
+  _tile_loadd(5, ab, 64);
+  _tile_loadd(6, ab, 64);
+  _tile_loadd(7, ab, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t i = 0; i < iters; ++i) {
+    _tile_dpbssd(0, 4, 6);
+    _tile_dpbssd(1, 4, 7);
+    _tile_dpbssd(2, 5, 6);
+    _tile_dpbssd(3, 5, 7);
+  }
+  alignas(64) int32_t c[256];
+  _tile_stored(0, c, 64);
+  _tile_release();
+  int64_t r = 0;
+  for (int32_t x : c) r += x;
+  return r;
+}
+constexpr int64_t kAmxPeakIters = 1 << 19;  // ~15 ms at 2 TMAC/s
 
 // The peak loop on `threads` threads at once (each runs the same loop), medians (or, with
 // --stat min, maxima) of `repeats`.
@@ -294,7 +332,7 @@ Timing time_per_call(const std::function<void()>& f, int repeats, double min_s) 
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: bench_int8_kernels [--threads N] [--batch B] [--repeats R] [--min-ms T] "
-               "[--only NAME] [--paths ref,portable,avx2,avx_vnni,avx512_vnni] [--stat median|min] "
+               "[--only NAME] [--paths ref,portable,avx2,avx_vnni,avx512_vnni,amx] [--stat median|min] "
                "[--model resnet50|mobilenet_v1] [--peak-only]\n");
   std::exit(2);
 }
@@ -347,6 +385,16 @@ int main(int argc, char** argv) {
   };
   if (opt::isa_supported(opt::Isa::avx512_vnni)) print_peak(true);
   if (opt::isa_supported(opt::Isa::avx_vnni)) print_peak(false);
+  double amx_peak_core = 0;
+  if (opt::isa_supported(opt::Isa::amx)) {
+    const double macs = 4.0 * 16384.0 * static_cast<double>(kAmxPeakIters);
+    const auto run = [](int32_t seed) { return peak_amx(kAmxPeakIters, seed); };
+    const bench::Peak p1 = bench::peak_gmacs(run, macs, 1, 21, g_use_min), p2 = bench::peak_gmacs(run, macs, 2, 21, g_use_min);
+    std::printf("tdpbssd AMX tile peak: 1 thread %.1f GMAC/s (%.1f per CPU-second), "
+                "2 threads %.1f GMAC/s (%.1f per CPU-second per thread)\n",
+                p1.wall, p1.per_cpu, p2.wall, p2.per_cpu);
+    amx_peak_core = std::max(p1.per_cpu, p2.per_cpu);
+  }
   if (peak_only) return 0;
 
   std::vector<std::string> paths;
@@ -436,6 +484,8 @@ int main(int argc, char** argv) {
                   "%.1f%% per CPU-second\n",
                   paths.back().c_str(), 100.0 * total_macs / total.back().wall * 1e-9 / (peak_core * num_threads()),
                   num_threads(), 100.0 * rate / peak_core);
+    if (amx_peak_core > 0 && paths.back() == "amx")
+      std::printf("amx: %.1f%% of the tdpbssd AMX tile peak per CPU-second\n", 100.0 * rate / amx_peak_core);
   }
   return 0;
 }

@@ -34,8 +34,8 @@ MODELS = {
 }
 QUICK_MODELS = ["tfmot_cnn", "mobilenet_v1_025_128"]
 FORMS = [("qatc", "float"), ("qatc", "int8"), ("torch", "fp32"), ("torch", "int8")]
-# --torch-no-amx: PyTorch int8 once more with oneDNN capped below AMX (its int8 convolutions then use AVX-512 VNNI,
-# the instruction set of qatc's fastest kernels).
+# --torch-no-amx: PyTorch int8 once more with oneDNN capped below AMX (its int8 convolutions then use AVX-512 VNNI;
+# compare with qatc --kernels avx512_vnni, e.g. on a CPU without AMX).
 NO_AMX_FORM = ("torch", "int8_noamx")
 NO_AMX_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
 
@@ -358,8 +358,8 @@ def main():
     ap.add_argument("--torch-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for torch_infer.py, e.g. ATEN_CPU_CAPABILITY=avx512 (repeatable)")
     ap.add_argument("--torch-no-amx", action="store_true",
-                    help="also time PyTorch int8 with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (no AMX: the instruction set "
-                    "of qatc's fastest int8 kernels) and show it in two more columns")
+                    help="also time PyTorch int8 with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI (no AMX) and show it in two "
+                    "more columns")
     ap.add_argument("--skip-param-check", action="store_true",
                     help="do not compare `qatc inspect`'s parameter count with the PyTorch twin's")
     ap.add_argument("--timeout", type=float, default=900, help="seconds before one measurement is abandoned")
@@ -440,7 +440,7 @@ def main():
     ]
     if "amx_int8" in flags:
         header.append("This CPU has AMX: PyTorch's oneDNN uses it for int8 convolutions and matmuls (its ISA and "
-                      "primitives are listed below the table); qatc's int8 kernels go up to AVX-512 VNNI"
+                      "primitives are listed below the table), as do qatc's int8 kernels (path amx)"
                       + (". --torch-no-amx: torch int8 also timed with " +
                          " ".join(f"{k}={v}" for k, v in NO_AMX_ENV.items()) if args.torch_no_amx else
                          " (--torch-no-amx adds torch int8 capped at AVX-512 VNNI)"))

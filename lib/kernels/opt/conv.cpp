@@ -113,26 +113,22 @@ GemmTask gemm_task(const int8_t* in, int8_t* out, const PackedConv& w, int32_t z
 
 // The amx GEMM reads its A tiles straight from the input (isa_amx.cpp): 16 output pixels
 // of one output row, 64 consecutive bytes of one input row each, a tile row stride of
-// stride_w * c apart. That needs the padding in memory and every byte a tile may read to be
-// readable: the last pixel's tile reads up to 15 pixels past it and a 64-byte step up to 63
-// bytes past its kernel row. When the conv is unpadded and those reads stay inside the
-// input, the tiles read the input itself; else a copy with the padding (the input zero
-// point) and zeros after it, in a buffer of the calling thread kept between calls.
+// stride_w * c apart. That needs the padding in memory: an unpadded conv's tiles read the
+// input itself, a padded one's a copy with the padding (the input zero point), in a buffer
+// of the calling thread kept between calls. (Reads past the end: isa_amx.cpp.)
 void amx_input(GemmTask& t, int64_t n) {
   const int64_t c = t.c;
   const int64_t hp = std::max(t.pad_top + t.h, (t.oh - 1) * t.stride_h + t.kh);
   const int64_t wp = std::max(t.pad_left + t.w, (t.ow - 1) * t.stride_w + t.kw);
-  const int64_t last = (((n - 1) * hp + (t.oh - 1) * t.stride_h) * wp + (t.ow - 1) * t.stride_w) * c;
-  const int64_t end = last + 15 * t.stride_w * c + (t.kh - 1) * wp * c + detail::amx_segment(t.kw * c);
-  const bool padded = hp != t.h || wp != t.w;
   t.amx_h = hp;
   t.amx_w = wp;
-  if (!padded && end <= n * t.h * t.w * c) {
+  if (hp == t.h && wp == t.w) {
     t.amx_in = t.in;
+    t.amx_end = t.in + n * t.h * t.w * c;
     return;
   }
   thread_local AlignedVector<int8_t> buf;
-  const int64_t size = detail::round_up(std::max(end, n * hp * wp * c), 64);
+  const int64_t size = n * hp * wp * c;
   if (static_cast<int64_t>(buf.size()) < size) {
     buf = AlignedVector<int8_t>();
     buf.resize(static_cast<size_t>(size));
@@ -154,8 +150,8 @@ void amx_input(GemmTask& t, int64_t n) {
       std::fill(d + (g.pad_left + g.w) * c, d + row, zp);
     }
   });
-  std::fill(dst + n * hp * row, dst + size, int8_t{0});
   t.amx_in = dst;
+  t.amx_end = dst + size;
 }
 
 }  // namespace

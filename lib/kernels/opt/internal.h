@@ -123,10 +123,10 @@ struct GemmTask {
   void* scratch;  // gemm_scratch_bytes(rows, k_padded) bytes, 64-aligned
   bool a_ready;   // scratch already holds A for these rows (the previous task's)
   // amx: the input its tiles read in place, [n][amx_h][amx_w][c] with the conv's padding in
-  // it (output pixel (oy, ox) reads from row oy * stride_h and column ox * stride_w on) and
-  // readable bytes after it for the reads past the last pixel: the input itself when that
-  // holds, else a padded copy (conv.cpp, amx_input).
-  const int8_t* amx_in;
+  // it (output pixel (oy, ox) reads from row oy * stride_h and column ox * stride_w on), up
+  // to amx_end: the input itself when the conv is unpadded, else a padded copy (conv.cpp,
+  // amx_input).
+  const int8_t *amx_in, *amx_end;
   int64_t amx_h, amx_w;
 };
 

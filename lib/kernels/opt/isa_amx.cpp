@@ -12,7 +12,8 @@
 // bytes apart; one step of 64 k is 64 consecutive bytes of one input row, which the
 // amx_s8 layout makes true by padding each kernel row's kw * c bytes to a multiple of 64
 // (the bytes past it belong to the next pixels and meet zero weights). conv.cpp's
-// amx_input provides the input with its padding in memory and every such read readable.
+// amx_input provides the input with its padding in memory; the few tiles whose reads run
+// past its end read a copy of the rest (copy_tail_tiles).
 // Rows of a tile past the last pixel compute on whatever is there and are not stored.
 //
 // Blocking: two tiles of A x 32 channels over the whole of K (tiles 0-3 accumulate, 4-5
@@ -34,6 +35,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/opt/internal.h"
 #include "kernels/opt/target.h"
@@ -137,6 +139,30 @@ int64_t plan_tiles(const GemmTask& t, Tile* tiles) {
   return n;
 }
 
+// A tile whose reads run past the end of the input (its rows past the last pixel, a step's
+// bytes past the last kernel row: only the last few tiles of a layer) reads a copy of what
+// is left, zeros after it, in a buffer of this thread.
+void copy_tail_tiles(const GemmTask& t, Tile* tiles, int64_t ntiles, int64_t span) {
+  int64_t over = 0;
+  for (int64_t i = 0; i < ntiles; ++i) over += t.amx_end - tiles[i].a < span;
+  if (over == 0) return;
+  const int64_t stride = round_up(span, 64);
+  thread_local AlignedVector<int8_t> buf;
+  if (static_cast<int64_t>(buf.size()) < over * stride) {
+    buf = AlignedVector<int8_t>();
+    buf.resize(static_cast<size_t>(over * stride));
+  }
+  int8_t* dst = buf.data();
+  for (int64_t i = 0; i < ntiles; ++i) {
+    if (t.amx_end - tiles[i].a >= span) continue;
+    const int64_t have = t.amx_end - tiles[i].a;
+    std::memcpy(dst, tiles[i].a, static_cast<size_t>(have));
+    std::memset(dst + have, 0, static_cast<size_t>(stride - have));
+    tiles[i].a = dst;
+    dst += stride;
+  }
+}
+
 void gemm(const GemmTask& t) {
   configure_tiles();
   const PackedConv& w = *t.packed;
@@ -145,6 +171,7 @@ void gemm(const GemmTask& t) {
   auto* cbuf = static_cast<int32_t*>(t.scratch);
   Tile tiles[kMaxGemmRows];
   const int64_t ntiles = plan_tiles(t, tiles);
+  copy_tail_tiles(t, tiles, ntiles, (kTileRows - 1) * lda + (t.kh - 1) * row + segp);
   for (int64_t g0 = 0; g0 < ntiles; g0 += kGroupTiles) {
     const int64_t g1 = std::min(ntiles, g0 + kGroupTiles);
     for (int64_t p = t.p0; p < t.p1; ++p) {
