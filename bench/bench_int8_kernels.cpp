@@ -4,7 +4,7 @@
 //
 //   bench_int8_kernels [--threads N] [--batch B] [--repeats R] [--min-ms T] [--only NAME]
 //                      [--paths ref,portable,avx2,avx_vnni,avx512_vnni,amx] [--stat median|min]
-//                      [--model resnet50|mobilenet_v1] [--peak-only]
+//                      [--model resnet50|mobilenet_v1|cnn_bn] [--peak-only]
 //
 // Per layer and path: the median (or with --stat min the fastest, which load from other work
 // disturbs least) over R repeats (bench/stats.h) of the time of one call, each
@@ -241,6 +241,16 @@ const ModelLayer kMobileNetV1[] = {
     {{"fc_1024_1000", Kind::dense, 1, 1, 1024, 1000, 1, 1}, 1},
 };
 
+// recipes/mnist/cnn_bn.yaml (its max pools are not GEMMs and not timed).
+const ModelLayer kCnnBn[] = {
+    {{"conv1_28_1_32", Kind::conv, 28, 28, 1, 32, 3, 1}, 1},
+    {{"conv2_28_32_32", Kind::conv, 28, 28, 32, 32, 3, 1}, 1},
+    {{"conv3_14_32_64", Kind::conv, 14, 14, 32, 64, 3, 1}, 1},
+    {{"conv4_14_64_64", Kind::conv, 14, 14, 64, 64, 3, 1}, 1},
+    {{"fc_3136_128", Kind::dense, 1, 1, 3136, 128, 1, 1}, 1},
+    {{"fc_128_10", Kind::dense, 1, 1, 128, 10, 1, 1}, 1},
+};
+
 std::vector<int8_t> random_bytes(Rng& rng, int64_t n) {
   std::vector<int8_t> v(static_cast<size_t>(n));
   for (auto& x : v) x = static_cast<int8_t>(rng.below(256) - 128);
@@ -333,7 +343,7 @@ Timing time_per_call(const std::function<void()>& f, int repeats, double min_s) 
   std::fprintf(stderr,
                "usage: bench_int8_kernels [--threads N] [--batch B] [--repeats R] [--min-ms T] "
                "[--only NAME] [--paths ref,portable,avx2,avx_vnni,avx512_vnni,amx] [--stat median|min] "
-               "[--model resnet50|mobilenet_v1] [--peak-only]\n");
+               "[--model resnet50|mobilenet_v1|cnn_bn] [--peak-only]\n");
   std::exit(2);
 }
 
@@ -359,7 +369,9 @@ int main(int argc, char** argv) {
     else if (a == "--min-ms") min_ms = std::max(0.0, std::atof(v));
     else if (a == "--only") only = v;
     else if (a == "--paths") paths_arg = v;
-    else if (a == "--model" && (std::string(v) == "resnet50" || std::string(v) == "mobilenet_v1")) model = v;
+    else if (a == "--model" && (std::string(v) == "resnet50" || std::string(v) == "mobilenet_v1" ||
+                                    std::string(v) == "cnn_bn"))
+      model = v;
     else if (a == "--stat" && std::string(v) == "min") g_use_min = true;
     else if (a == "--stat" && std::string(v) == "median") g_use_min = false;
     else usage();
@@ -412,6 +424,7 @@ int main(int argc, char** argv) {
   std::vector<ModelLayer> layers;
   if (model == "resnet50") layers.assign(std::begin(kResNet50), std::end(kResNet50));
   else if (model == "mobilenet_v1") layers.assign(std::begin(kMobileNetV1), std::end(kMobileNetV1));
+  else if (model == "cnn_bn") layers.assign(std::begin(kCnnBn), std::end(kCnnBn));
   else
     for (const Layer& l : kLayers) layers.push_back({l, 1});
   const bool check = std::find(paths.begin(), paths.end(), "ref") != paths.end();

@@ -183,11 +183,16 @@ const IsaOps& avx512_vnni_ops();
 const IsaOps& amx_ops();
 
 // The avx512_vnni GEMM output stage (isa_avx512.cpp), for the amx GEMM, which accumulates in
-// tiles: rows x (nv * 16) int32 sums, c[r * ldc + j] for channel chan + j (add_bias: without
-// the bias yet), to out[r * ldo + j] for the first `width` channels (<= nv * 16) of each row.
-void requant_rows_avx512(const int32_t* c, int64_t ldc, int64_t rows, int nv, int64_t width, int8_t* out,
-                         int64_t ldo, const ChannelRequant& q, int64_t chan, const OutClamp& clamp,
-                         bool add_bias);
+// tiles: runs of rows of nv * 16 int32 sums, row r of a run at c + r * ldc for channels chan..
+// (add_bias: without the bias yet), to its out + r * ldo, the first `width` channels
+// (<= nv * 16) of each row.
+struct OutRun {
+  const int32_t* c;
+  int8_t* out;
+  int64_t rows;
+};
+void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv, int64_t width, int64_t ldo,
+                         const ChannelRequant& q, int64_t chan, const OutClamp& clamp, bool add_bias);
 
 // The table of isa; throws qatc::Error if the CPU lacks it.
 const IsaOps& ops_for(Isa isa);

@@ -194,9 +194,10 @@ void gemm(const GemmTask& t) {
                 tiles[i].a, nullptr, lda, t.kh, row, steps, b, ldb, ca, nullptr, 64);
         }
       }
+      OutRun runs[kGroupTiles];
       for (int64_t i = g0; i < g1; ++i)
-        requant_rows_avx512(cbuf + (i - g0) * kTileRows * 64, 64, tiles[i].n, nv, width,
-                            t.out + tiles[i].m * w.oc + c0, w.oc, t.rq, c0, t.clamp, /*add_bias=*/true);
+        runs[i - g0] = {cbuf + (i - g0) * kTileRows * 64, t.out + tiles[i].m * w.oc + c0, tiles[i].n};
+      requant_rows_avx512(runs, g1 - g0, 64, nv, width, w.oc, t.rq, c0, t.clamp, /*add_bias=*/true);
     }
   }
 }

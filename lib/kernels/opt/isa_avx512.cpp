@@ -229,6 +229,21 @@ template <int NV, bool kFast>
 struct PanelRq {
   __m512i mult[NV], odd[NV], round[NV], shift[NV];
   Avx512::Rq rq[kFast ? 1 : NV];
+  PanelRq() = default;
+  // The constants of NV vectors repeated to fill 4 (fast form only; NV divides 4).
+  template <int N>
+  static PanelRq replicate(const PanelRq<N, kFast>& k) {
+    PanelRq r;
+    if constexpr (kFast && 4 % N == 0)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        r.mult[j] = k.mult[j % N];
+        r.odd[j] = k.odd[j % N];
+        r.round[j] = k.round[j % N];
+        r.shift[j] = k.shift[j % N];
+      }
+    return r;
+  }
   PanelRq(const ChannelRequant& q, int64_t chan) {
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
@@ -266,47 +281,48 @@ __attribute__((always_inline)) inline void requant_row(const __m512i* acc, const
   _mm512_mask_storeu_epi8(out, store_mask, bytes);
 }
 
-// Rows of int32 sums from memory; kBias: the sums lack the bias, add it.
+// Runs of rows of int32 sums from memory; kBias: the sums lack the bias, add it.
 template <int NV, bool kFast, bool kBias>
-void requant_rows_nv(const int32_t* c, int64_t ldc, int64_t rows, const ChannelRequant& q, int64_t chan,
-                     const OutBytes& ob, int8_t* out, int64_t ldo, __mmask64 store_mask) {
+void requant_rows_nv(const OutRun* runs, int64_t nruns, int64_t ldc, const ChannelRequant& q, int64_t chan,
+                     const OutBytes& ob, int64_t ldo, __mmask64 store_mask) {
   const PanelRq<NV, kFast> k(q, chan);
   __m512i bias[NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) bias[v] = kBias ? _mm512_loadu_si512(q.bias + chan + 16 * v) : __m512i{};
-  int64_t r = 0;
-  if constexpr (NV <= 2 && kFast) {
-    // A layer of 16 or 32 channels: 4 / NV consecutive output rows are 64 contiguous bytes,
-    // packed and stored together (the pack costs as much for one row as for four vectors).
-    constexpr int R = 4 / NV;
-    if (ldo == 16 * NV && store_mask == (__mmask64{1} << (16 * NV)) - 1) {
-      PanelRq<4, true> k4(q, chan);
+  // A layer of 16 or 32 channels: 4 / NV consecutive output rows are 64 contiguous bytes,
+  // packed and stored together (the pack costs as much for one row as for four vectors).
+  constexpr int R = 4 / NV;
+  const bool packed_rows = NV <= 2 && kFast && ldo == 16 * NV && store_mask == (__mmask64{1} << (NV <= 2 ? 16 * NV : 0)) - 1;
+  PanelRq<4, kFast> k4 = PanelRq<4, kFast>::replicate(k);
+  __m512i bias4[4];
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) {
-        k4.mult[j] = k.mult[j % NV];
-        k4.odd[j] = k.odd[j % NV];
-        k4.round[j] = k.round[j % NV];
-        k4.shift[j] = k.shift[j % NV];
-      }
-      for (; r + R <= rows; r += R, c += R * ldc, out += R * ldo) {
-        __m512i acc[4];
+  for (int j = 0; j < 4; ++j) bias4[j] = bias[j % NV];
+  for (int64_t ri = 0; ri < nruns; ++ri) {
+    const int32_t* c = runs[ri].c;
+    int8_t* out = runs[ri].out;
+    const int64_t rows = runs[ri].rows;
+    int64_t r = 0;
+    if constexpr (NV <= 2 && kFast) {
+      if (packed_rows)
+        for (; r + R <= rows; r += R, c += R * ldc, out += R * ldo) {
+          __m512i acc[4];
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; ++j) {
-          acc[j] = _mm512_loadu_si512(c + (j / NV) * ldc + 16 * (j % NV));
-          if constexpr (kBias) acc[j] = _mm512_add_epi32(acc[j], bias[j % NV]);
+          for (int j = 0; j < 4; ++j) {
+            acc[j] = _mm512_loadu_si512(c + (j / NV) * ldc + 16 * (j % NV));
+            if constexpr (kBias) acc[j] = _mm512_add_epi32(acc[j], bias4[j]);
+          }
+          requant_row<4, true>(acc, k4, ob, out, ~__mmask64{0});
         }
-        requant_row<4, true>(acc, k4, ob, out, ~__mmask64{0});
-      }
     }
-  }
-  for (; r < rows; ++r, c += ldc, out += ldo) {
-    __m512i acc[NV];
+    for (; r < rows; ++r, c += ldc, out += ldo) {
+      __m512i acc[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      acc[v] = _mm512_loadu_si512(c + 16 * v);
-      if constexpr (kBias) acc[v] = _mm512_add_epi32(acc[v], bias[v]);
+      for (int v = 0; v < NV; ++v) {
+        acc[v] = _mm512_loadu_si512(c + 16 * v);
+        if constexpr (kBias) acc[v] = _mm512_add_epi32(acc[v], bias[v]);
+      }
+      requant_row<NV, kFast>(acc, k, ob, out, store_mask);
     }
-    requant_row<NV, kFast>(acc, k, ob, out, store_mask);
   }
 }
 
@@ -448,13 +464,12 @@ void gemm(const GemmTask& t) {
 
 }  // namespace
 
-void requant_rows_avx512(const int32_t* c, int64_t ldc, int64_t rows, int nv, int64_t width, int8_t* out,
-                         int64_t ldo, const ChannelRequant& q, int64_t chan, const OutClamp& clamp,
-                         bool add_bias) {
+void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv, int64_t width, int64_t ldo,
+                         const ChannelRequant& q, int64_t chan, const OutClamp& clamp, bool add_bias) {
   const OutBytes ob = out_bytes(clamp);
   const __mmask64 m = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
-  using Fn = void (*)(const int32_t*, int64_t, int64_t, const ChannelRequant&, int64_t, const OutBytes&,
-                      int8_t*, int64_t, __mmask64);
+  using Fn = void (*)(const OutRun*, int64_t, int64_t, const ChannelRequant&, int64_t, const OutBytes&, int64_t,
+                      __mmask64);
   static constexpr Fn kFns[2][2][4] = {
       {{requant_rows_nv<1, false, false>, requant_rows_nv<2, false, false>, requant_rows_nv<3, false, false>,
         requant_rows_nv<4, false, false>},
@@ -464,7 +479,7 @@ void requant_rows_avx512(const int32_t* c, int64_t ldc, int64_t rows, int nv, in
         requant_rows_nv<4, false, true>},
        {requant_rows_nv<1, true, true>, requant_rows_nv<2, true, true>, requant_rows_nv<3, true, true>,
         requant_rows_nv<4, true, true>}}};
-  kFns[add_bias ? 1 : 0][q.fast ? 1 : 0][nv - 1](c, ldc, rows, q, chan, ob, out, ldo, m);
+  kFns[add_bias ? 1 : 0][q.fast ? 1 : 0][nv - 1](runs, nruns, ldc, q, chan, ob, ldo, m);
 }
 
 namespace {
