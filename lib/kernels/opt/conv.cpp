@@ -61,14 +61,17 @@ int64_t g_min_parallel_macs = kDefaultMinParallelMacs;
 // of the thread count (parallel_for gives each thread an equal run of tasks).
 void run_gemm(const GemmTask& base, int64_t m, const PackedConv& w) {
   const IsaOps& ops = detail::ops_for(w.isa);
-  // (amx keeps no copy of A: the most rows.)
   const int64_t elem = detail::layout_of(w.isa) == detail::Layout::vnni_u8 ? 1 : 2;
-  int64_t mb = w.isa == Isa::amx ? detail::kMaxGemmRows
-                                 : std::clamp<int64_t>((192 * 1024) / (w.k_padded * elem), 24, detail::kMaxGemmRows);
+  int64_t mb = std::clamp<int64_t>((192 * 1024) / (w.k_padded * elem), 24, detail::kMaxGemmRows);
   int64_t mblocks = (m + mb - 1) / mb;
   mb = (m + mblocks - 1) / mblocks;
-  if (w.isa == Isa::amx) {  // whole blocks of 32 rows (two A tiles)
-    mb = detail::round_up(mb, 32);
+  if (w.isa == Isa::amx) {
+    // amx keeps no copy of A. Its tiles hold 16 pixels of one output row (any 16 pixels for
+    // a contiguous GEMM) and it keeps the sums of 8 tiles at a time: a task is 128 rows (8
+    // full tiles) for a contiguous GEMM, else as many whole output rows as make at most 8
+    // tiles and 128 rows (128 rows if one output row is longer).
+    const int64_t rows = std::min((int64_t{8} * 16) / detail::round_up(base.ow, 16), detail::kMaxGemmRows / base.ow);
+    mb = base.contiguous || rows < 1 ? detail::kMaxGemmRows : rows * base.ow;
     mblocks = (m + mb - 1) / mb;
   }
   const int64_t threads = num_threads();

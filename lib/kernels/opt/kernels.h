@@ -79,6 +79,10 @@ struct PackedConv {
   // them), fast_round = 2^(right - 2), fast_shift = right - 1 (1 and 1 for multiplier 0).
   AlignedVector<int32_t> multiplier_odd, fast_round, fast_shift;
   bool fast_requant = false;
+  // Packing leaves only the arrays the path's kernels read (pack.cpp, fill_channels): the
+  // vector paths' fast form (bias, multiplier, multiplier_odd, fast_round, fast_shift) or
+  // generic one (bias, multiplier, left/right_shift, round_mask, round_half), the portable
+  // path's bias, multiplier, shift, left/right_shift; the others are empty.
 };
 
 PackedConv pack_conv2d(const kernels::Conv2DParams& p);

@@ -64,6 +64,17 @@ void fill_channels(PackedConv& w, const std::vector<int64_t>& bias_folded,
   }
   // Padding channels (multiplier 0) compute 0 on either path.
   for (size_t i = static_cast<size_t>(w.oc); i < n; ++i) w.fast_round[i] = w.fast_shift[i] = 1;
+  // Free what the kernels of this path will not read (a model with many narrow layers, such
+  // as NASNet, holds several MB of these arrays): the vector paths read either the fast form
+  // or the generic one, the portable path the multiplier and the shifts.
+  const auto release = [](AlignedVector<int32_t>& v) { AlignedVector<int32_t>().swap(v); };
+  if (w.isa == Isa::portable) {
+    for (auto* v : {&w.round_mask, &w.round_half, &w.multiplier_odd, &w.fast_round, &w.fast_shift}) release(*v);
+  } else if (w.fast_requant) {
+    for (auto* v : {&w.shift, &w.left_shift, &w.right_shift, &w.round_mask, &w.round_half}) release(*v);
+  } else {
+    for (auto* v : {&w.shift, &w.multiplier_odd, &w.fast_round, &w.fast_shift}) release(*v);
+  }
 }
 
 // weights [oc, k] row-major (conv OHWI flattened, or dense [out, in]).
