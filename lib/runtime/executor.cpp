@@ -205,6 +205,30 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
   std::vector<int> first(nt, -2);
   first[0] = -1;
   for (size_t i = 0; i < m.layers.size(); ++i) first[static_cast<size_t>(m.layers[i].output)] = static_cast<int>(i);
+  // A conv whose output only the next layer, an Add, reads writes that Add's output itself
+  // when the kernels can (opt::conv2d_add_qs8): the Add's output then lives from the conv on,
+  // so that it never shares memory with the conv's input.
+  fused_add_.assign(m.layers.size(), -1);
+  if (!keep_all_tensors && !g_use_ref) {
+    std::vector<int> readers(nt, 0);
+    for (const auto& l : m.layers)
+      for (int32_t t : l.inputs) ++readers[static_cast<size_t>(t)];
+    for (size_t i = 0; i + 1 < m.layers.size(); ++i) {
+      const auto* c = std::get_if<ConvLayer>(&m.layers[i].params);
+      const auto* a = std::get_if<AddLayer>(&m.layers[i + 1].params);
+      const IntLayer& add = m.layers[i + 1];
+      const int32_t t = m.layers[i].output;
+      if (c == nullptr || c->kind != ConvKind::conv || a == nullptr || t == m.output ||
+          readers[static_cast<size_t>(t)] != 1 || add.inputs.size() != 2)
+        continue;
+      const auto& ts = m.tensors;
+      const auto ap = add_params(*a, ts[static_cast<size_t>(add.inputs[0])], ts[static_cast<size_t>(add.inputs[1])],
+                                 ts[static_cast<size_t>(add.output)], 1);
+      if (!opt::supports_conv2d_add(opt::active_isa(), ap)) continue;
+      fused_add_[i] = static_cast<int>(i + 1);
+      first[static_cast<size_t>(add.output)] = static_cast<int>(i);
+    }
+  }
   std::vector<ValueLife> values;  // the tensors with memory of their own
   std::vector<size_t> value_tensor;
   for (size_t t = 0; t < nt; ++t) {
@@ -280,6 +304,20 @@ const int8_t* Executor::run_layers(int64_t n) {
   auto buf = [&](int32_t t) { return data(static_cast<size_t>(t)); };
   for (size_t li = 0; li < m_.layers.size(); ++li) {
     const IntLayer& l = m_.layers[li];
+    if (fused_add_[li] >= 0) {  // this conv and the Add after it, in one pass
+      const IntLayer& add = m_.layers[static_cast<size_t>(fused_add_[li])];
+      const auto& ts = m_.tensors;
+      const bool conv_first = add.inputs[0] == l.output;
+      const int32_t other = add.inputs[conv_first ? 1 : 0];
+      const auto p = conv_params(std::get<ConvLayer>(l.params), ts[static_cast<size_t>(l.input())].shape,
+                                 ts[static_cast<size_t>(l.output)].shape, n, ts[static_cast<size_t>(l.input())],
+                                 ts[static_cast<size_t>(l.output)]);
+      const auto a = add_params(std::get<AddLayer>(add.params), ts[static_cast<size_t>(add.inputs[0])],
+                                ts[static_cast<size_t>(add.inputs[1])], ts[static_cast<size_t>(add.output)], n);
+      opt::conv2d_add_qs8(buf(add.output), buf(l.input()), p, *packed_[li], buf(other), a, conv_first);
+      ++li;  // the Add is done
+      continue;
+    }
     ins_.clear();
     for (int32_t t : l.inputs) ins_.push_back(buf(t));
     // A reshape is a view: the planner gave its input and output the same buffer.

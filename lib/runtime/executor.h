@@ -78,6 +78,9 @@ class Executor {
   std::vector<const int8_t*> ins_;         // the current layer's inputs (kept: no allocation per run)
   bool opt_ = true;                        // optimized kernels (else the reference ones)
   std::vector<std::unique_ptr<opt::PackedConv>> packed_;  // per layer: packed weights (opt conv/dense/depthwise)
+  // Per layer: the Add layer whose output this conv writes itself (opt::conv2d_add_qs8; the
+  // conv's own output is then never written and the Add is skipped), or -1.
+  std::vector<int> fused_add_;
 };
 
 }  // namespace qatc::runtime

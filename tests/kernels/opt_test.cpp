@@ -555,6 +555,77 @@ TEST_CASE("opt add equals ref, in place too") {
   }
 }
 
+TEST_CASE("opt conv2d_add equals ref conv2d then ref add (amx)") {
+  if (!opt::isa_supported(opt::Isa::amx)) {
+    MESSAGE("no amx on this CPU: conv2d_add_qs8 not tested");
+    return;
+  }
+  Rng rng(416);
+  std::vector<ConvGeom> geoms = opt_conv_geoms();
+  for (int i = 0; i < 40; ++i) {  // plus random ones, with padding and strides
+    ConvGeom g{};
+    g.n = 1 + rng.below(3);
+    g.h = 1 + rng.below(12);
+    g.w = 1 + rng.below(20);
+    g.c = 1 + rng.below(i % 4 == 0 ? 200 : 40);
+    g.oc = 1 + rng.below(i % 3 == 0 ? 150 : 70);
+    g.kh = 1 + rng.below(std::min<uint32_t>(4, static_cast<uint32_t>(g.h + 1)));
+    g.kw = 1 + rng.below(std::min<uint32_t>(4, static_cast<uint32_t>(g.w + 1)));
+    g.sh = 1 + rng.below(2);
+    g.sw = 1 + rng.below(2);
+    g.pt = rng.below(static_cast<uint32_t>(g.kh));
+    g.pl = rng.below(static_cast<uint32_t>(g.kw));
+    g.oh = 1 + rng.below(static_cast<uint32_t>((g.h - 1 + g.pt) / g.sh + 1));
+    g.ow = 1 + rng.below(static_cast<uint32_t>((g.w - 1 + g.pl) / g.sw + 1));
+    geoms.push_back(g);
+  }
+  const opt::Isa isa0 = opt::active_isa();
+  const int threads0 = num_threads();
+  opt::set_min_parallel_macs(0);
+  opt::set_isa(opt::Isa::amx);
+  for (size_t gi = 0; gi < geoms.size(); ++gi) {
+    const ConvGeom& g = geoms[gi];
+    const auto input = random_bytes(rng, g.n * g.h * g.w * g.c);
+    const auto weights = random_bytes(rng, g.oc * g.kh * g.kw * g.c);
+    const LayerQuant q = random_layer_quant(rng, g.oc, g.kh * g.kw * g.c);
+    const Conv2DParams p{g.n, g.h, g.w, g.c, g.kh, g.kw, g.oc, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow,
+                         q.zp_in, q.zp_out, weights.data(), q.bias_ptr(), q.cm.multiplier.data(),
+                         q.cm.shift.data(), q.clamp.qmin, q.clamp.qmax};
+    const int64_t size = g.n * g.oh * g.ow * g.oc;
+    const auto other = random_bytes(rng, size);
+    const double s1 = uniform_real(rng, 0.001, 0.1), s2 = s1 * std::exp(uniform_real(rng, -3.0, 3.0));
+    const int32_t zp_out = pick_zero_point(rng);
+    const Clamp c = pick_clamp(rng, zp_out);
+    const AddParams a = make_add_params(s1, pick_zero_point(rng), s2, pick_zero_point(rng),
+                                        std::max(s1, s2) * uniform_real(rng, 0.3, 3.0), zp_out, c.qmin, c.qmax, size);
+    std::vector<int8_t> conv(static_cast<size_t>(size));
+    ref::conv2d_qs8(conv.data(), input.data(), p);
+    const bool conv_first = gi % 2 == 0;
+    std::vector<int8_t> want(static_cast<size_t>(size));
+    if (conv_first) ref::add_qs8(want.data(), conv.data(), other.data(), a);
+    else ref::add_qs8(want.data(), other.data(), conv.data(), a);
+    const opt::PackedConv w = opt::pack_conv2d(p);
+    REQUIRE(opt::supports_conv2d_add(w.isa, a));
+    Guarded<int8_t> in(input), oth(other);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      std::vector<int8_t> got(static_cast<size_t>(size) + kGuard, kSentinel);
+      opt::conv2d_add_qs8(got.data(), in.data(), p, w, oth.data(), a, conv_first);
+      size_t diffs = 0;
+      for (size_t k = 0; k < want.size(); ++k) diffs += got[k] != want[k];
+      bool guard_ok = true;
+      for (size_t k = want.size(); k < got.size(); ++k) guard_ok = guard_ok && got[k] == kSentinel;
+      INFO("conv2d_add " << g.describe() << (conv_first ? " conv first" : " conv second") << ", " << threads
+                         << " threads: " << diffs << " differ");
+      CHECK(diffs == 0);
+      CHECK(guard_ok);
+    }
+  }
+  opt::set_min_parallel_macs(opt::kDefaultMinParallelMacs);
+  opt::set_isa(isa0);
+  set_num_threads(threads0);
+}
+
 TEST_CASE("opt add equals ref on every pair of inputs, any left shift and input shift") {
   // The vector code computes each input's term in 32-bit lanes when 8 <= left_shift <= 22 and
   // falls back to 64-bit multiplies below: every (a, b) pair, both sides of that boundary,

@@ -157,12 +157,8 @@ void amx_input(GemmTask& t, int64_t n) {
   t.amx_end = dst + size;
 }
 
-}  // namespace
-
-void set_min_parallel_macs(int64_t macs) { g_min_parallel_macs = macs; }
-
-void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
-                const PackedConv& w) {
+void conv2d_run(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p, const PackedConv& w,
+                const detail::AddFuse* fuse) {
   check_with_packed(p, w, out, in);
   check_packed(w, PackedConv::Kind::conv2d, p.c, p.kh, p.kw, p.oc, p.input_zero_point);
   GemmTask t = gemm_task(in, out, w, p.input_zero_point, p.output_zero_point, p.qmin, p.qmax);
@@ -181,7 +177,32 @@ void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
   t.contiguous = p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 &&
                  p.pad_top == 0 && p.pad_left == 0 && p.oh == p.h && p.ow == p.w;
   if (w.isa == Isa::amx) amx_input(t, p.n);
+  t.fuse = fuse;
   run_gemm(t, p.n * p.oh * p.ow, w);
+}
+
+}  // namespace
+
+void set_min_parallel_macs(int64_t macs) { g_min_parallel_macs = macs; }
+
+void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
+                const PackedConv& w) {
+  conv2d_run(out, in, p, w, nullptr);
+}
+
+
+bool supports_conv2d_add(Isa isa, const kernels::AddParams& a) {
+  return isa == Isa::amx && detail::add_terms_apply(a);
+}
+
+void conv2d_add_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p, const PackedConv& w,
+                    const int8_t* other, const kernels::AddParams& a, bool conv_first) {
+  QATC_CHECK(w.kind == PackedConv::Kind::conv2d && supports_conv2d_add(w.isa, a));
+  QATC_CHECK_EQ(a.size, p.n * p.oh * p.ow * p.oc);
+  // The conv's own output never exists: `out` stands in for it in the conv's checks.
+  kernels::check(a, out, other, other);
+  detail::AddFuse fuse{other, out, &a, conv_first};
+  conv2d_run(out, in, p, w, &fuse);
 }
 
 void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, const PackedConv& w) {

@@ -106,6 +106,14 @@ inline OutClamp out_clamp(int32_t zero_point, int32_t qmin, int32_t qmax) {
 // The most rows of A one GemmTask may hold.
 constexpr int64_t kMaxGemmRows = 128;
 
+// A conv's output added to another tensor in its output stage (conv2d_add_qs8).
+struct AddFuse {
+  const int8_t* other;     // element i of the output pairs with other[i]
+  const int8_t* out;       // the output's first element
+  const kernels::AddParams* add;
+  bool conv_first;         // the conv's output is the Add's first input
+};
+
 // One GEMM work unit: rows [m0, m1) of A times panels [p0, p1) of the packed weights.
 // Row m of A is output pixel m of the conv (b, oy, ox in NHWC order): its kh * kw * c inputs
 // in weight order (ky, kx, ic), padding positions reading the input zero point. A dense
@@ -128,7 +136,11 @@ struct GemmTask {
   // amx_input).
   const int8_t *amx_in, *amx_end;
   int64_t amx_h, amx_w;
+  // amx: the output goes through an Add with `other` (same shape as out) before it is
+  // stored (conv2d_add_qs8); null for a plain conv or dense layer.
+  const AddFuse* fuse;
 };
+
 
 // One output row of a depthwise conv: the kh input rows it reads, each [w, oc] (already
 // expanded by the depth multiplier; a padding row is a row of input zero points).
@@ -192,7 +204,8 @@ struct OutRun {
   int64_t rows;
 };
 void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv, int64_t width, int64_t ldo,
-                         const ChannelRequant& q, int64_t chan, const OutClamp& clamp, bool add_bias);
+                         const ChannelRequant& q, int64_t chan, const OutClamp& clamp, bool add_bias,
+                         const AddFuse* fuse = nullptr);
 
 // The table of isa; throws qatc::Error if the CPU lacks it.
 const IsaOps& ops_for(Isa isa);

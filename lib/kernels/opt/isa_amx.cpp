@@ -197,7 +197,7 @@ void gemm(const GemmTask& t) {
       OutRun runs[kGroupTiles];
       for (int64_t i = g0; i < g1; ++i)
         runs[i - g0] = {cbuf + (i - g0) * kTileRows * 64, t.out + tiles[i].m * w.oc + c0, tiles[i].n};
-      requant_rows_avx512(runs, g1 - g0, 64, nv, width, w.oc, t.rq, c0, t.clamp, /*add_bias=*/true);
+      requant_rows_avx512(runs, g1 - g0, 64, nv, width, w.oc, t.rq, c0, t.clamp, /*add_bias=*/true, t.fuse);
     }
   }
 }

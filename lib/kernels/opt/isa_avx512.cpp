@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 
 #include "kernels/fixed_point.h"
 #include "kernels/quantize_float.h"
@@ -261,8 +262,8 @@ struct PanelRq {
 };
 
 template <int NV, bool kFast>
-__attribute__((always_inline)) inline void requant_row(const __m512i* acc, const PanelRq<NV, kFast>& k,
-                                                       const OutBytes& ob, int8_t* out, __mmask64 store_mask) {
+__attribute__((always_inline)) inline __m512i requant_bytes(const __m512i* acc, const PanelRq<NV, kFast>& k,
+                                                           const OutBytes& ob) {
   __m512i y[4];
 #pragma GCC unroll 4
   for (int v = 0; v < 4; ++v) {
@@ -276,10 +277,52 @@ __attribute__((always_inline)) inline void requant_row(const __m512i* acc, const
   }
   const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(y[0], y[1]), ob.zp16);
   const __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(y[2], y[3]), ob.zp16);
-  __m512i bytes = _mm512_permutexvar_epi32(ob.order, _mm512_packs_epi16(w01, w23));
-  bytes = _mm512_min_epi8(_mm512_max_epi8(bytes, ob.qmin), ob.qmax);
-  _mm512_mask_storeu_epi8(out, store_mask, bytes);
+  const __m512i bytes = _mm512_permutexvar_epi32(ob.order, _mm512_packs_epi16(w01, w23));
+  return _mm512_min_epi8(_mm512_max_epi8(bytes, ob.qmin), ob.qmax);
 }
+
+template <int NV, bool kFast>
+__attribute__((always_inline)) inline void requant_row(const __m512i* acc, const PanelRq<NV, kFast>& k,
+                                                       const OutBytes& ob, int8_t* out, __mmask64 store_mask) {
+  _mm512_mask_storeu_epi8(out, store_mask, requant_bytes<NV, kFast>(acc, k, ob));
+}
+
+// add_range's arithmetic (kernels_body.inc) on 64 output bytes of a conv and the other input's
+// bytes at the same positions (AddFuse).
+struct AddV {
+  AddTermV<Avx512> t1, t2;
+  Avx512::Rq qo;
+  __m512i lo, hi, zp;
+  std::ptrdiff_t delta;
+  bool conv_first;
+  explicit AddV(const AddFuse& f)
+      : t1(add_term(f.add->input1_zero_point, f.add->input1_multiplier, f.add->input1_shift, f.add->left_shift)),
+        t2(add_term(f.add->input2_zero_point, f.add->input2_multiplier, f.add->input2_shift, f.add->left_shift)),
+        qo(Avx512::rq_uniform(f.add->output_multiplier, f.add->output_shift)),
+        delta(f.other - f.out),
+        conv_first(f.conv_first) {
+    const OutClamp c = out_clamp(f.add->output_zero_point, f.add->qmin, f.add->qmax);
+    lo = Avx512::set1(c.lo);
+    hi = Avx512::set1(c.hi);
+    zp = Avx512::set1(c.zero_point);
+  }
+  // The Add of the 16 bytes J of conv and other.
+  template <int J>
+  __m128i quarter(__m512i conv, __m512i other) const {
+    const __m512i c = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(conv, J));
+    const __m512i o = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(other, J));
+    const __m512i sum = conv_first ? Avx512::add(t1(c), t2(o)) : Avx512::add(t1(o), t2(c));
+    const __m512i y = qo.fast ? Avx512::mbqm_fast(sum, qo.mult, qo.mult_odd, qo.mask, qo.right) : Avx512::mbqm(sum, qo);
+    return _mm512_cvtepi32_epi8(Avx512::add(Avx512::min(Avx512::max(y, lo), hi), zp));
+  }
+  __m512i apply(__m512i conv, const int8_t* out, __mmask64 mask) const {
+    const __m512i other = _mm512_maskz_loadu_epi8(mask, out + delta);
+    __m512i r = _mm512_castsi128_si512(quarter<0>(conv, other));
+    r = _mm512_inserti32x4(r, quarter<1>(conv, other), 1);
+    r = _mm512_inserti32x4(r, quarter<2>(conv, other), 2);
+    return _mm512_inserti32x4(r, quarter<3>(conv, other), 3);
+  }
+};
 
 // Runs of rows of int32 sums from memory; kBias: the sums lack the bias, add it.
 template <int NV, bool kFast, bool kBias>
@@ -465,8 +508,11 @@ void gemm(const GemmTask& t) {
 }  // namespace
 
 void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv, int64_t width, int64_t ldo,
-                         const ChannelRequant& q, int64_t chan, const OutClamp& clamp, bool add_bias) {
+                         const ChannelRequant& q, int64_t chan, const OutClamp& clamp, bool add_bias,
+                         const AddFuse* fuse) {
   const OutBytes ob = out_bytes(clamp);
+  std::optional<AddV> add;
+  if (fuse != nullptr) add.emplace(*fuse);
   const __mmask64 m = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
   using Fn = void (*)(const OutRun*, int64_t, int64_t, const ChannelRequant&, int64_t, const OutBytes&, int64_t,
                       __mmask64);
@@ -480,6 +526,22 @@ void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv,
        {requant_rows_nv<1, true, true>, requant_rows_nv<2, true, true>, requant_rows_nv<3, true, true>,
         requant_rows_nv<4, true, true>}}};
   kFns[add_bias ? 1 : 0][q.fast ? 1 : 0][nv - 1](runs, nruns, ldc, q, chan, ob, ldo, m);
+  if (!add) return;
+  // The Add, in a second pass over the rows just written (in L1): kept apart from the
+  // requantization, whose constants already fill the registers.
+  for (int64_t ri = 0; ri < nruns; ++ri) {
+    int8_t* out = runs[ri].out;
+    if (ldo == width) {  // the run's rows are contiguous
+      const int64_t n = runs[ri].rows * width;
+      for (int64_t i = 0; i < n; i += 64) {
+        const __mmask64 mi = n - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (n - i)) - 1;
+        _mm512_mask_storeu_epi8(out + i, mi, add->apply(_mm512_maskz_loadu_epi8(mi, out + i), out + i, mi));
+      }
+    } else {
+      for (int64_t r = 0; r < runs[ri].rows; ++r, out += ldo)
+        _mm512_mask_storeu_epi8(out, m, add->apply(_mm512_maskz_loadu_epi8(m, out), out, m));
+    }
+  }
 }
 
 namespace {
