@@ -260,6 +260,29 @@ std::vector<ConvGeom> opt_conv_geoms() {
 
 std::vector<int8_t> random_bytes(Rng& rng, int64_t n) { return random_int8(rng, n, -128, 127); }
 
+// A random conv geometry: n up to 3, h and w up to max_h and max_w, c and oc up to max_c and
+// max_oc, kernels up to max_k (and at most the input + 2), strides up to max_s, any padding
+// before the input, and any output size whose last window starts inside the input
+// (kernels::check's rule).
+ConvGeom random_geom(Rng& rng, uint32_t max_h, uint32_t max_w, uint32_t max_c, uint32_t max_oc, uint32_t max_k,
+                     uint32_t max_s) {
+  ConvGeom g{};
+  g.n = 1 + rng.below(3);
+  g.h = 1 + rng.below(max_h);
+  g.w = 1 + rng.below(max_w);
+  g.c = 1 + rng.below(max_c);
+  g.oc = 1 + rng.below(max_oc);
+  g.kh = 1 + rng.below(std::min<uint32_t>(max_k, static_cast<uint32_t>(g.h + 2)));
+  g.kw = 1 + rng.below(std::min<uint32_t>(max_k, static_cast<uint32_t>(g.w + 2)));
+  g.sh = 1 + rng.below(max_s);
+  g.sw = 1 + rng.below(max_s);
+  g.pt = rng.below(static_cast<uint32_t>(g.kh));
+  g.pl = rng.below(static_cast<uint32_t>(g.kw));
+  g.oh = 1 + rng.below(static_cast<uint32_t>((g.h - 1 + g.pt) / g.sh + 1));
+  g.ow = 1 + rng.below(static_cast<uint32_t>((g.w - 1 + g.pl) / g.sw + 1));
+  return g;
+}
+
 void check_conv(Rng& rng, const ConvGeom& g, Mult mult = Mult::any) {
   const auto input = random_bytes(rng, g.n * g.h * g.w * g.c);
   const auto weights = random_bytes(rng, g.oc * g.kh * g.kw * g.c);
@@ -405,21 +428,7 @@ TEST_CASE("opt conv2d equals ref on channel, padding, stride and kernel corners"
 TEST_CASE("opt conv2d and depthwise equal ref on random geometries") {
   Rng rng(406);
   for (int i = 0; i < 150; ++i) {
-    ConvGeom g{};
-    g.n = 1 + rng.below(3);
-    g.h = 1 + rng.below(12);
-    g.w = 1 + rng.below(12);
-    g.c = 1 + rng.below(i % 5 == 0 ? 300 : 40);
-    g.oc = 1 + rng.below(i % 7 == 0 ? 200 : 80);
-    g.kh = 1 + rng.below(std::min<uint32_t>(6, static_cast<uint32_t>(g.h + 2)));
-    g.kw = 1 + rng.below(std::min<uint32_t>(6, static_cast<uint32_t>(g.w + 2)));
-    g.sh = 1 + rng.below(3);
-    g.sw = 1 + rng.below(3);
-    g.pt = rng.below(static_cast<uint32_t>(g.kh));
-    g.pl = rng.below(static_cast<uint32_t>(g.kw));
-    // Any output size whose last window starts inside the input (kernels::check's rule).
-    g.oh = 1 + rng.below(static_cast<uint32_t>((g.h - 1 + g.pt) / g.sh + 1));
-    g.ow = 1 + rng.below(static_cast<uint32_t>((g.w - 1 + g.pl) / g.sw + 1));
+    const ConvGeom g = random_geom(rng, 12, 12, i % 5 == 0 ? 300 : 40, i % 7 == 0 ? 200 : 80, 6, 3);
     check_conv(rng, g);
     check_depthwise(rng, g, 1 + rng.below(3));
   }
@@ -562,23 +571,8 @@ TEST_CASE("opt conv2d_add equals ref conv2d then ref add (amx)") {
   }
   Rng rng(416);
   std::vector<ConvGeom> geoms = opt_conv_geoms();
-  for (int i = 0; i < 40; ++i) {  // plus random ones, with padding and strides
-    ConvGeom g{};
-    g.n = 1 + rng.below(3);
-    g.h = 1 + rng.below(12);
-    g.w = 1 + rng.below(20);
-    g.c = 1 + rng.below(i % 4 == 0 ? 200 : 40);
-    g.oc = 1 + rng.below(i % 3 == 0 ? 150 : 70);
-    g.kh = 1 + rng.below(std::min<uint32_t>(4, static_cast<uint32_t>(g.h + 1)));
-    g.kw = 1 + rng.below(std::min<uint32_t>(4, static_cast<uint32_t>(g.w + 1)));
-    g.sh = 1 + rng.below(2);
-    g.sw = 1 + rng.below(2);
-    g.pt = rng.below(static_cast<uint32_t>(g.kh));
-    g.pl = rng.below(static_cast<uint32_t>(g.kw));
-    g.oh = 1 + rng.below(static_cast<uint32_t>((g.h - 1 + g.pt) / g.sh + 1));
-    g.ow = 1 + rng.below(static_cast<uint32_t>((g.w - 1 + g.pl) / g.sw + 1));
-    geoms.push_back(g);
-  }
+  for (int i = 0; i < 40; ++i)  // plus random ones, with padding and strides
+    geoms.push_back(random_geom(rng, 12, 20, i % 4 == 0 ? 200 : 40, i % 3 == 0 ? 150 : 70, 4, 2));
   const opt::Isa isa0 = opt::active_isa();
   const int threads0 = num_threads();
   opt::set_min_parallel_macs(0);
