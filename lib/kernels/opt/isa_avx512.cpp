@@ -287,33 +287,19 @@ __attribute__((always_inline)) inline void requant_row(const __m512i* acc, const
   _mm512_mask_storeu_epi8(out, store_mask, requant_bytes<NV, kFast>(acc, k, ob));
 }
 
-// add_range's arithmetic (kernels_body.inc) on 64 output bytes of a conv and the other input's
-// bytes at the same positions (AddFuse).
+// add_range's arithmetic (AddLanes, kernels_body.inc) on 64 output bytes of a conv and the
+// other input's bytes at the same positions (AddFuse).
 struct AddV {
-  AddTermV<Avx512> t1, t2;
-  Avx512::Rq qo;
-  __m512i lo, hi, zp;
+  AddLanes<Avx512> lanes;
   std::ptrdiff_t delta;
   bool conv_first;
-  explicit AddV(const AddFuse& f)
-      : t1(add_term(f.add->input1_zero_point, f.add->input1_multiplier, f.add->input1_shift, f.add->left_shift)),
-        t2(add_term(f.add->input2_zero_point, f.add->input2_multiplier, f.add->input2_shift, f.add->left_shift)),
-        qo(Avx512::rq_uniform(f.add->output_multiplier, f.add->output_shift)),
-        delta(f.other - f.out),
-        conv_first(f.conv_first) {
-    const OutClamp c = out_clamp(f.add->output_zero_point, f.add->qmin, f.add->qmax);
-    lo = Avx512::set1(c.lo);
-    hi = Avx512::set1(c.hi);
-    zp = Avx512::set1(c.zero_point);
-  }
+  explicit AddV(const AddFuse& f) : lanes(*f.add), delta(f.other - f.out), conv_first(f.conv_first) {}
   // The Add of the 16 bytes J of conv and other.
   template <int J>
   __m128i quarter(__m512i conv, __m512i other) const {
     const __m512i c = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(conv, J));
     const __m512i o = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(other, J));
-    const __m512i sum = conv_first ? Avx512::add(t1(c), t2(o)) : Avx512::add(t1(o), t2(c));
-    const __m512i y = qo.fast ? Avx512::mbqm_fast(sum, qo.mult, qo.mult_odd, qo.mask, qo.right) : Avx512::mbqm(sum, qo);
-    return _mm512_cvtepi32_epi8(Avx512::add(Avx512::min(Avx512::max(y, lo), hi), zp));
+    return _mm512_cvtepi32_epi8(conv_first ? lanes(c, o) : lanes(o, c));
   }
   __m512i apply(__m512i conv, const int8_t* out, __mmask64 mask) const {
     const __m512i other = _mm512_maskz_loadu_epi8(mask, out + delta);
