@@ -10,9 +10,14 @@
 
 namespace qatc::kernels {
 
-void check(const Conv2DParams& p, const int8_t* out, const int8_t* in);
-void check(const DepthwiseConv2DParams& p, const int8_t* out, const int8_t* in);
-void check(const DenseParams& p, const int8_t* out, const int8_t* in);
+// Channels::packed: everything but the per-channel arrays (bias, multiplier, shift, which may
+// then be null): for a kernel that reads the copies a pack_* function made, after checking
+// them with Channels::check.
+enum class Channels { check, packed };
+
+void check(const Conv2DParams& p, const int8_t* out, const int8_t* in, Channels ch = Channels::check);
+void check(const DepthwiseConv2DParams& p, const int8_t* out, const int8_t* in, Channels ch = Channels::check);
+void check(const DenseParams& p, const int8_t* out, const int8_t* in, Channels ch = Channels::check);
 void check(const AddParams& p, const int8_t* out, const int8_t* a, const int8_t* b);
 void check(const ConcatParams& p, const int8_t* out, const int8_t* const* inputs);
 void check(const Pool2DParams& p, const int8_t* out, const int8_t* in);

@@ -170,6 +170,7 @@ nlohmann::json bench_form(const std::filesystem::path& file, const std::string& 
                       {"kernels", form == "int8" ? runtime::kernels_in_use() : "openblas"},
                       {"latency_ms_median", median},
                       {"latency_ms_p90", p90},
+                      {"latency_ms_min", ms.front()},
                       {"images_per_s", static_cast<double>(o.batch) * 1000.0 / median},
                       {"runs", ms.size()},
                       {"peak_rss_bytes", peak_rss_bytes()},

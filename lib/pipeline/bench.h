@@ -27,7 +27,8 @@ struct BenchOptions {
 std::vector<std::string> bench_forms(const std::filesystem::path& file);
 
 // Times form `form` of the model in `file` at batch o.batch with the current thread count:
-// {"model": form, "batch", "threads", "latency_ms_median", "latency_ms_p90", "images_per_s",
+// {"model": form, "batch", "threads", "latency_ms_median", "latency_ms_p90", "latency_ms_min"
+//  (the fastest run: on a shared machine the least disturbed), "images_per_s",
 //  "runs", "peak_rss_bytes", "peak_rss_above_start_bytes"} (peak_rss_bytes: this process's
 // peak resident memory so far, so call it in a fresh process per form for a per-form figure, as
 // `qatc bench` does; peak_rss_above_start_bytes: that peak minus the resident memory before the

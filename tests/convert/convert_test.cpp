@@ -243,6 +243,15 @@ TEST_CASE("convert: the optimized kernels equal the reference ones on whole mode
           const int64_t count = n * numel(m.tensors[ti].shape);
           CHECK(std::memcmp(want.tensor(ti), got.tensor(ti), static_cast<size_t>(count)) == 0);
         }
+        // An executor that owns its copy keeps only the packed arrays, and runs the same.
+        runtime::Executor owner(runtime::IntModel(m), n);
+        for (const auto& l : owner.model().layers)
+          if (const auto* c = std::get_if<runtime::ConvLayer>(&l.params))
+            CHECK((c->weights.empty() && c->bias.empty() && c->multiplier.empty() && c->shift.empty() &&
+                   c->weight_scales.empty()));
+        const int8_t* logits = owner.run(px.data(), n);
+        CHECK(std::memcmp(want.tensor(static_cast<size_t>(m.output)), logits,
+                          static_cast<size_t>(n * m.classes())) == 0);
       }
     }
     set_num_threads(0);

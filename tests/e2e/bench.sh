@@ -12,7 +12,7 @@ assert forms == ["float", "fakequant", "int8"], forms
 for r in j["results"]:
     for k in ("batch", "threads", "latency_ms_median", "latency_ms_p90", "images_per_s", "peak_rss_bytes"):
         assert k in r, (r["model"], k)
-    assert r["latency_ms_median"] > 0 and r["latency_ms_p90"] >= r["latency_ms_median"], r
+    assert 0 < r["latency_ms_min"] <= r["latency_ms_median"] <= r["latency_ms_p90"], r
     assert r["peak_rss_bytes"] > 0, r
 PY
 then echo "ok: bench --json"; else echo "FAIL: bench --json: $out"; failures=$((failures + 1)); fi

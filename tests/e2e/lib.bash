@@ -2,7 +2,8 @@
 QATC=${1:?usage: $0 QATC_BINARY SOURCE_DIR}
 SRC=${2:?usage: $0 QATC_BINARY SOURCE_DIR}
 WORK=$(mktemp -d /tmp/qatc_e2e.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+# QATC_KEEP_WORK=1 keeps the work folder (a failed run's inputs, logs and crash files) for inspection.
+[ -n "${QATC_KEEP_WORK:-}" ] || trap 'rm -rf "$WORK"' EXIT
 failures=0
 
 # expect CODE PATTERN -- command...: the command exits with CODE and its stderr matches PATTERN

@@ -39,6 +39,18 @@ TEST_CASE("check accepts good conv2d parameters") {
   CHECK_NOTHROW(check(f.p, f.out.data(), f.in.data()));
 }
 
+TEST_CASE("check with Channels::packed skips only the per-channel arrays") {
+  ConvFixture f;
+  f.mult[1] = 5;  // not a quantized multiplier
+  CHECK_THROWS_AS(check(f.p, f.out.data(), f.in.data()), InternalError);
+  CHECK_NOTHROW(check(f.p, f.out.data(), f.in.data(), Channels::packed));
+  f.p.multiplier = f.p.shift = f.p.bias = nullptr;
+  CHECK_THROWS_AS(check(f.p, f.out.data(), f.in.data()), InternalError);
+  CHECK_NOTHROW(check(f.p, f.out.data(), f.in.data(), Channels::packed));
+  f.p.oh = 4;  // the geometry is still checked
+  CHECK_THROWS_AS(check(f.p, f.out.data(), f.in.data(), Channels::packed), InternalError);
+}
+
 TEST_CASE("check rejects bad conv2d parameters") {
   const auto rejects = [](auto mutate) {
     ConvFixture f;

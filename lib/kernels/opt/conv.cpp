@@ -41,12 +41,13 @@ void check_packed(const PackedConv& w, PackedConv::Kind kind, int64_t c, int64_t
   QATC_CHECK_EQ(w.input_zero_point, input_zero_point);
 }
 
-// The argument check of a kernel with packed weights: they stand in for p.weights, which such a
-// kernel never reads (an executor may have released them once packed).
+// The argument check of a kernel with packed weights: they stand in for p.weights, and the
+// per-channel arrays are the packed copies (checked by pack_*), so p's own are not read (an
+// executor may have released them once packed).
 template <typename Params>
 void check_with_packed(Params p, const PackedConv& w, const int8_t* out, const int8_t* in) {
   p.weights = w.weights.data();
-  kernels::check(p, out, in);
+  kernels::check(p, out, in, kernels::Channels::packed);
 }
 
 // Below this many multiply-adds a layer runs on the calling thread: at ~250 GMAC/s that is
@@ -217,6 +218,27 @@ void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, con
   run_gemm(t, p.n, w);
 }
 
+// The kernels' form of a depthwise layer's weights: each as an int32 holding w in its low 16
+// bits and 0 above (vpmaddwd of an int32 lane x, |x| < 2^15, with it gives x * w), [tap]
+// [oc_padded]. Packed weights stay int8 (a quarter of the memory: NASNet's 276 depthwise
+// layers would hold 1.6 MB as int32); each call widens them into a buffer of the calling
+// thread, kept between calls, that its workers read. The cost, taps * oc operations, is
+// 1 / (oh * ow) of the layer's multiply-adds.
+namespace {
+const int32_t* widened_depthwise_weights(const PackedConv& w) {
+  thread_local AlignedVector<int32_t> buf;
+  const size_t n = w.weights.size();
+  if (buf.size() < n) {
+    buf = AlignedVector<int32_t>();
+    buf.resize(n);
+  }
+  int32_t* __restrict dst = buf.data();
+  const int8_t* __restrict src = w.weights.data();
+  for (size_t i = 0; i < n; ++i) dst[i] = static_cast<uint16_t>(int16_t{src[i]});
+  return dst;
+}
+}  // namespace
+
 void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::DepthwiseConv2DParams& p,
                           const PackedConv& w) {
   check_with_packed(p, w, out, in);
@@ -233,7 +255,7 @@ void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Depthwis
   base.stride_w = p.stride_w;
   base.pad_left = p.pad_left;
   base.ow = p.ow;
-  base.weights = reinterpret_cast<const int32_t*>(w.weights.data());
+  base.weights = widened_depthwise_weights(w);
   base.weight_stride = w.oc_padded;
   base.rq = detail::channel_requant(w);
   base.input_zero_point = p.input_zero_point;

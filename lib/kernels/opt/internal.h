@@ -49,14 +49,14 @@ inline int64_t amx_segment(int64_t kw_c) { return round_up(kw_c, 64); }
 struct ChannelRequant {
   const int32_t *bias, *multiplier, *left_shift, *right_shift, *round_mask, *round_half;
   bool any_left_shift;
-  const int32_t *multiplier_odd, *fast_round, *fast_shift;
+  const int32_t* fast_shift;
   bool fast;
 };
 
 inline ChannelRequant channel_requant(const PackedConv& w) {
   return {w.bias.data(),          w.multiplier.data(), w.left_shift.data(), w.right_shift.data(),
-          w.round_mask.data(),    w.round_half.data(), w.any_left_shift,    w.multiplier_odd.data(),
-          w.fast_round.data(),    w.fast_shift.data(), w.fast_requant};
+          w.round_mask.data(),    w.round_half.data(), w.any_left_shift,    w.fast_shift.data(),
+          w.fast_requant};
 }
 
 // mbqm in one rounding step. For right = -shift >= 2 (or multiplier 0), with P = x * m:
@@ -71,9 +71,8 @@ inline ChannelRequant channel_requant(const PackedConv& w) {
 inline bool fast_requant_applies(int32_t multiplier, int32_t shift) {
   return multiplier == 0 || shift <= -2;
 }
-inline int32_t fast_round_of(int32_t multiplier, int32_t shift) {
-  return multiplier == 0 ? 1 : int32_t{1} << (-shift - 2);
-}
+// The shift of the fast form, right - 1 (1 for multiplier 0, whose sum is 0 either way); its
+// rounding addend 2^(right-2) is then 2^(fast_shift - 1).
 inline int32_t fast_shift_of(int32_t multiplier, int32_t shift) {
   return multiplier == 0 ? 1 : -shift - 1;
 }

@@ -92,12 +92,15 @@ struct Avx512 {
     return {mult, _mm512_srli_epi64(mult, 32), _mm512_max_epi32(shift, zero), right, mask,
             _mm512_srli_epi32(mask, 1), any_left, false};
   }
-  // Fast form: right holds fast_shift and mask fast_round.
+  // Fast form: right holds fast_shift and mask the rounding addend 2^(fast_shift - 1).
+  static Rq fast_rq(V mult, V shift) {
+    const V one = _mm512_set1_epi32(1);
+    return {mult, _mm512_srli_epi64(mult, 32), V{}, shift, _mm512_sllv_epi32(one, _mm512_sub_epi32(shift, one)), V{}, false, true};
+  }
   static Rq rq_channels(const ChannelRequant& c, int64_t off) {
     const V mult = _mm512_loadu_si512(c.multiplier + off);
     if (c.fast)
-      return {mult, _mm512_loadu_si512(c.multiplier_odd + off), V{}, _mm512_loadu_si512(c.fast_shift + off),
-              _mm512_loadu_si512(c.fast_round + off), V{}, false, true};
+      return fast_rq(mult, _mm512_loadu_si512(c.fast_shift + off));
     return {mult,
             _mm512_srli_epi64(mult, 32),
             _mm512_loadu_si512(c.left_shift + off),
@@ -250,10 +253,11 @@ struct PanelRq {
     for (int v = 0; v < NV; ++v) {
       const int64_t o = chan + 16 * v;
       if constexpr (kFast) {
-        mult[v] = _mm512_loadu_si512(q.multiplier + o);
-        odd[v] = _mm512_loadu_si512(q.multiplier_odd + o);
-        round[v] = _mm512_loadu_si512(q.fast_round + o);
-        shift[v] = _mm512_loadu_si512(q.fast_shift + o);
+        const Avx512::Rq r = Avx512::fast_rq(_mm512_loadu_si512(q.multiplier + o), _mm512_loadu_si512(q.fast_shift + o));
+        mult[v] = r.mult;
+        odd[v] = r.mult_odd;
+        round[v] = r.mask;
+        shift[v] = r.right;
       } else {
         rq[v] = Avx512::rq_channels(q, o);
       }

@@ -46,9 +46,9 @@ using AlignedVector = std::vector<T, AlignedAllocator<T>>;
 // Weights of one conv2d, dense or depthwise layer in the layout of one instruction set, with
 // the per-channel arrays of the output stage. Built by pack_conv2d / pack_dense /
 // pack_depthwise from the layer's params; the kernels taking a PackedConv then read its
-// weights, bias, multipliers and shifts, not the params' pointers: p.weights may be null (the
-// unpacked weights may be freed once packed); bias, multiplier and shift must still pass
-// kernels::check. They check that the geometry and input zero point are the packed ones.
+// weights, bias, multipliers and shifts, not the params' pointers, which may be null (the
+// unpacked arrays may be freed once packed: pack_* checked them). They check the rest of the
+// params, and that the geometry and input zero point are the packed ones.
 struct PackedConv {
   enum class Kind { conv2d, dense, depthwise };
   Kind kind = Kind::conv2d;
@@ -62,9 +62,10 @@ struct PackedConv {
   // for int16; amx: kh rows of kw * c rounded up to 64, internal.h), output channels in
   // panels of panel_oc.
   int64_t k = 0, k_padded = 0, panel_oc = 0, panels = 0;
-  // oc rounded up to 64: the length of every per-channel array below.
+  // oc rounded up to 16 (a vector of int32 lanes): the length of every per-channel array below.
   int64_t oc_padded = 0;
-  AlignedVector<int8_t> weights;  // packed (int16 pairs for the portable and avx2 paths)
+  // Packed (int16 pairs for the portable and avx2 paths; depthwise: int8 [tap][oc_padded]).
+  AlignedVector<int8_t> weights;
   // Per output channel: the folded bias (bias - (zp_in + 128) * sum w for VNNI, where the
   // activations enter as u8 = q + 128; bias - zp_in * sum w otherwise; depthwise likewise
   // with zp_in), multiplier and shift (copies), and mbqm's split of the shift:
@@ -75,12 +76,13 @@ struct PackedConv {
   bool any_left_shift = false;  // some channel has shift > 0 (saturating left shift needed)
   // The one-rounding form of mbqm the vector output stages use when every channel has
   // shift <= -2 or multiplier 0 (fast_requant; see requant_fast in internal.h):
-  // multiplier_odd[2i] = multiplier[2i + 1] (the odd lanes' multipliers where vpmuldq reads
-  // them), fast_round = 2^(right - 2), fast_shift = right - 1 (1 and 1 for multiplier 0).
-  AlignedVector<int32_t> multiplier_odd, fast_round, fast_shift;
+  // fast_shift = right - 1 (1 for multiplier 0). Its other constants are derived where they
+  // are loaded: the rounding addend 2^(fast_shift - 1) and the odd lanes' multipliers (the
+  // multiplier vector shifted down 32 bits, where vpmuldq reads them).
+  AlignedVector<int32_t> fast_shift;
   bool fast_requant = false;
   // Packing leaves only the arrays the path's kernels read (pack.cpp, fill_channels): the
-  // vector paths' fast form (bias, multiplier, multiplier_odd, fast_round, fast_shift) or
+  // vector paths' fast form (bias, multiplier, fast_shift) or
   // generic one (bias, multiplier, left/right_shift, round_mask, round_half), the portable
   // path's bias, multiplier, shift, left/right_shift; the others are empty.
 };

@@ -36,7 +36,7 @@ void fill_channels(PackedConv& w, const std::vector<int64_t>& bias_folded,
                    const int32_t* multiplier, const int32_t* shift) {
   const auto n = static_cast<size_t>(w.oc_padded);
   for (auto* v : {&w.bias, &w.multiplier, &w.shift, &w.left_shift, &w.right_shift, &w.round_mask,
-                  &w.round_half, &w.multiplier_odd, &w.fast_round, &w.fast_shift})
+                  &w.round_half, &w.fast_shift})
     v->assign(n, 0);
   w.any_left_shift = false;
   w.fast_requant = true;
@@ -54,26 +54,24 @@ void fill_channels(PackedConv& w, const std::vector<int64_t>& bias_folded,
     w.round_mask[i] = static_cast<int32_t>((int64_t{1} << right) - 1);
     w.round_half[i] = w.round_mask[i] >> 1;
     w.any_left_shift = w.any_left_shift || left > 0;
-    if (o % 2 == 1) w.multiplier_odd[i - 1] = multiplier[o];
     if (detail::fast_requant_applies(multiplier[o], shift[o])) {
-      w.fast_round[i] = detail::fast_round_of(multiplier[o], shift[o]);
       w.fast_shift[i] = detail::fast_shift_of(multiplier[o], shift[o]);
     } else {
       w.fast_requant = false;
     }
   }
   // Padding channels (multiplier 0) compute 0 on either path.
-  for (size_t i = static_cast<size_t>(w.oc); i < n; ++i) w.fast_round[i] = w.fast_shift[i] = 1;
+  for (size_t i = static_cast<size_t>(w.oc); i < n; ++i) w.fast_shift[i] = 1;
   // Free what the kernels of this path will not read (a model with many narrow layers, such
   // as NASNet, holds several MB of these arrays): the vector paths read either the fast form
   // or the generic one, the portable path the multiplier and the shifts.
   const auto release = [](AlignedVector<int32_t>& v) { AlignedVector<int32_t>().swap(v); };
   if (w.isa == Isa::portable) {
-    for (auto* v : {&w.round_mask, &w.round_half, &w.multiplier_odd, &w.fast_round, &w.fast_shift}) release(*v);
+    for (auto* v : {&w.round_mask, &w.round_half, &w.fast_shift}) release(*v);
   } else if (w.fast_requant) {
     for (auto* v : {&w.shift, &w.left_shift, &w.right_shift, &w.round_mask, &w.round_half}) release(*v);
   } else {
-    for (auto* v : {&w.shift, &w.multiplier_odd, &w.fast_round, &w.fast_shift}) release(*v);
+    for (auto* v : {&w.shift, &w.fast_shift}) release(*v);
   }
 }
 
@@ -90,7 +88,7 @@ PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, i
   w.oc = oc;
   w.input_zero_point = input_zero_point;
   w.k = kh * kw * c;
-  w.oc_padded = round_up(oc, 64);
+  w.oc_padded = round_up(oc, 16);
   const int64_t k = w.k;
   std::vector<int64_t> bias_folded(static_cast<size_t>(oc));
   for (int64_t o = 0; o < oc; ++o) {
@@ -193,18 +191,16 @@ PackedConv pack_depthwise(const kernels::DepthwiseConv2DParams& p) {
   w.input_zero_point = p.input_zero_point;
   w.k = p.kh * p.kw;
   w.k_padded = w.k;
-  w.oc_padded = round_up(w.oc, 64);
-  // [tap][oc_padded] int32 holding w in its low 16 bits and 0 above: vpmaddwd of an int32
-  // lane x (|x| < 2^15) with it gives x * w.
-  w.weights.assign(static_cast<size_t>(w.k * w.oc_padded * 4), 0);
-  auto* w32 = reinterpret_cast<int32_t*>(w.weights.data());
+  w.oc_padded = round_up(w.oc, 16);
+  // [tap][oc_padded] int8; each call widens them for its kernels (conv.cpp).
+  w.weights.assign(static_cast<size_t>(w.k * w.oc_padded), 0);
   std::vector<int64_t> bias_folded(static_cast<size_t>(w.oc));
   for (int64_t o = 0; o < w.oc; ++o) {
     int64_t sum = 0;
     for (int64_t t = 0; t < w.k; ++t) {
       const int8_t v = p.weights[t * w.oc + o];
       sum += v;
-      w32[t * w.oc_padded + o] = static_cast<int32_t>(static_cast<uint16_t>(int16_t{v}));
+      w.weights[static_cast<size_t>(t * w.oc_padded + o)] = v;
     }
     // Padding positions enter as q = zp_in, so sum (q - zp) w = sum q w - zp sum w holds
     // over every tap.
