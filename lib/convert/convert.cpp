@@ -215,7 +215,7 @@ runtime::IntModel to_int_model(const quant::QuantModel& model, const recipe::Rec
         if (layer.inputs.size() != 2)
           fail("{}: layer '{}' adds {} inputs; the integer add takes two, so chain two-input add layers", node.origin,
                node.name, layer.inputs.size());
-        const QTensor& t2 = m.tensors[static_cast<size_t>(layer.inputs[1])];
+        const QTensor t2 = m.tensors[static_cast<size_t>(layer.inputs[1])];  // a copy: new_tensor may grow m.tensors
         const auto [out_q, out_bits] = act_q(end);
         layer.output = new_tensor(end, out_q, out_bits);
         const kernels::Clamp cl = clamp_of(out_q);
