@@ -121,6 +121,15 @@ void set_kernels(const std::string& name) {
   opt::set_isa(isa);  // raises when this CPU lacks it
 }
 
+namespace {
+int64_t g_pass_bytes = kPassActivationBytes;
+}  // namespace
+
+void set_pass_activation_bytes(int64_t bytes) {
+  QATC_CHECK_GE(bytes, 1);
+  g_pass_bytes = bytes;
+}
+
 std::string kernels_in_use() { return g_use_ref ? "ref" : opt::to_string(opt::active_isa()); }
 
 void check_kernels(const IntModel& m, const std::string& what) {
@@ -245,6 +254,7 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
   offset_.assign(nt, 0);
   for (size_t v = 0; v < values.size(); ++v) offset_[value_tensor[v]] = plan.offset[v];
   arena_elems_ = plan.elems;
+  if (!keep_all_tensors) pass_ = std::max<int64_t>(1, g_pass_bytes / std::max<int64_t>(1, arena_elems_));
   for (const auto& l : m.layers) {  // views, in order (a view of a view)
     const auto out = static_cast<size_t>(l.output);
     if (alias_of[out] >= 0) offset_[out] = offset_[static_cast<size_t>(l.input())];
@@ -288,31 +298,47 @@ void Executor::pack() {
 }
 
 void Executor::reserve(int64_t n) {
+  if (pass_ > 0) n = std::min(n, pass_);
   if (n <= max_batch_) return;
   max_batch_ = n;
   arena_ = opt::AlignedVector<int8_t>(static_cast<size_t>(n * arena_elems_));
 }
 
 const int8_t* Executor::run(const uint8_t* pixels, int64_t n) {
-  QATC_CHECK_GE(n, 1);
-  reserve(n);
-  int8_t* q = data(0);
-  const int64_t count = n * numel(m_.tensors[0].shape);
-  if (opt_) opt::quantize_u8_to_qs8(q, pixels, count, m_.input_quant);
-  else ref::quantize_u8_to_qs8(q, pixels, count, m_.input_quant);
-  return run_layers(n);
+  const int64_t per = numel(m_.tensors[0].shape);
+  return run_passes(n, [&](int8_t* q, int64_t b0, int64_t c) {
+    if (opt_) opt::quantize_u8_to_qs8(q, pixels + b0 * per, c * per, m_.input_quant);
+    else ref::quantize_u8_to_qs8(q, pixels + b0 * per, c * per, m_.input_quant);
+  });
 }
 
 const int8_t* Executor::run_float(const float* x, int64_t n) {
-  QATC_CHECK_GE(n, 1);
-  reserve(n);
   const QTensor& t = m_.tensors[0];
   const quant::QParams q{static_cast<float>(t.scale), t.zero_point, -(1 << (t.bits - 1)), (1 << (t.bits - 1)) - 1};
-  int8_t* out = data(0);
-  const int64_t count = n * numel(t.shape);
-  if (opt_) opt::quantize_f32_to_qs8(out, x, count, q.scale, q.zero_point, q.qmin, q.qmax);
-  else for (int64_t k = 0; k < count; ++k) out[k] = static_cast<int8_t>(quant::quantize(x[k], q));
-  return run_layers(n);
+  const int64_t per = numel(t.shape);
+  return run_passes(n, [&](int8_t* out, int64_t b0, int64_t c) {
+    const float* xs = x + b0 * per;
+    if (opt_) opt::quantize_f32_to_qs8(out, xs, c * per, q.scale, q.zero_point, q.qmin, q.qmax);
+    else for (int64_t k = 0; k < c * per; ++k) out[k] = static_cast<int8_t>(quant::quantize(xs[k], q));
+  });
+}
+
+const int8_t* Executor::run_passes(int64_t n, const std::function<void(int8_t*, int64_t, int64_t)>& quantize) {
+  QATC_CHECK_GE(n, 1);
+  const int64_t step = pass_ > 0 ? std::min(n, pass_) : n;
+  reserve(step);
+  if (step == n) {
+    quantize(data(0), 0, n);
+    return run_layers(n);
+  }
+  const int64_t per = numel(m_.tensors[static_cast<size_t>(m_.output)].shape);
+  out_.resize(static_cast<size_t>(n * per));
+  for (int64_t b0 = 0; b0 < n; b0 += step) {
+    const int64_t c = std::min(step, n - b0);
+    quantize(data(0), b0, c);
+    std::memcpy(out_.data() + b0 * per, run_layers(c), static_cast<size_t>(c * per));
+  }
+  return out_.data();
 }
 
 const int8_t* Executor::run_layers(int64_t n) {

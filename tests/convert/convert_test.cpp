@@ -243,8 +243,13 @@ TEST_CASE("convert: the optimized kernels equal the reference ones on whole mode
           const int64_t count = n * numel(m.tensors[ti].shape);
           CHECK(std::memcmp(want.tensor(ti), got.tensor(ti), static_cast<size_t>(count)) == 0);
         }
-        // An executor that owns its copy keeps only the packed arrays, and runs the same.
+        // An executor that owns its copy keeps only the packed arrays, and runs the same, in
+        // passes of 3 images (the last one of 1).
+        const int64_t image_bytes = runtime::Executor(m, 1).arena_bytes();
+        runtime::set_pass_activation_bytes(3 * image_bytes);
         runtime::Executor owner(runtime::IntModel(m), n);
+        runtime::set_pass_activation_bytes(runtime::kPassActivationBytes);
+        CHECK(owner.arena_bytes() == 3 * image_bytes);
         for (const auto& l : owner.model().layers)
           if (const auto* c = std::get_if<runtime::ConvLayer>(&l.params))
             CHECK((c->weights.empty() && c->bias.empty() && c->multiplier.empty() && c->shift.empty() &&
