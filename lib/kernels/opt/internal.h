@@ -146,7 +146,7 @@ struct GemmTask {
 struct DepthwiseRow {
   const int8_t* const* rows;  // kh pointers, never nullptr
   int64_t w, oc, kh, kw, stride_w, pad_left, ow;
-  const int32_t* weights;  // [kh * kw][weight_stride]: w as int32 with its high 16 bits 0
+  const int32_t* weights;  // [kh * kw][weight_stride]: w as int32 with its high 16 bits 0 (widened per call)
   int64_t weight_stride;   // oc_padded
   ChannelRequant rq;
   int32_t input_zero_point;  // value of padding positions
