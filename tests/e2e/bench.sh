@@ -34,6 +34,7 @@ PY
   then echo "ok: bench of $model"; else echo "FAIL: bench of $model: $out"; failures=$((failures + 1)); fi
 }
 int8_file_bench "$SRC/recipes/imagenet/resnet50_v1.yaml" $((3 * 56 * 56 * 256))  # a residual add: 2 inputs, 1 output
+int8_file_bench "$SRC/recipes/imagenet/nasnet_mobile.yaml" 832320  # 58k channels in 473 layers: per-channel memory
 expect 0 '' -- "$QATC" --kernels ref bench "$SRC/recipes/mnist/tfmot_cnn.yaml" --form int8 --seconds 0.1 --runs 5 --batch 4
 expect 2 "--kernels avx9: unknown; expected one of: opt, ref" -- "$QATC" --kernels avx9 bench "$SRC/recipes/mnist/tfmot_cnn.yaml"
 expect 2 "nosuch.yaml: file not found" -- "$QATC" bench "$WORK/nosuch.yaml"
