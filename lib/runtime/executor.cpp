@@ -327,16 +327,14 @@ const int8_t* Executor::run_passes(int64_t n, const std::function<void(int8_t*, 
   QATC_CHECK_GE(n, 1);
   const int64_t step = pass_ > 0 ? std::min(n, pass_) : n;
   reserve(step);
-  if (step == n) {
-    quantize(data(0), 0, n);
-    return run_layers(n);
-  }
   const int64_t per = numel(m_.tensors[static_cast<size_t>(m_.output)].shape);
-  out_.resize(static_cast<size_t>(n * per));
   for (int64_t b0 = 0; b0 < n; b0 += step) {
     const int64_t c = std::min(step, n - b0);
     quantize(data(0), b0, c);
-    std::memcpy(out_.data() + b0 * per, run_layers(c), static_cast<size_t>(c * per));
+    const int8_t* logits = run_layers(c);
+    if (step == n) return logits;  // one pass: the logits stay in the arena
+    out_.resize(static_cast<size_t>(n * per));
+    std::memcpy(out_.data() + b0 * per, logits, static_cast<size_t>(c * per));
   }
   return out_.data();
 }

@@ -17,11 +17,7 @@ namespace detail {
 
 void* thread_scratch(size_t bytes) {
   thread_local AlignedVector<uint8_t> buf;
-  if (buf.size() < bytes) {
-    buf = AlignedVector<uint8_t>();
-    buf.resize(bytes);
-  }
-  return buf.data();
+  return grow(buf, bytes);
 }
 
 }  // namespace detail
@@ -133,11 +129,7 @@ void amx_input(GemmTask& t, int64_t n) {
   }
   thread_local AlignedVector<int8_t> buf;
   const int64_t size = n * hp * wp * c;
-  if (static_cast<int64_t>(buf.size()) < size) {
-    buf = AlignedVector<int8_t>();
-    buf.resize(static_cast<size_t>(size));
-  }
-  int8_t* dst = buf.data();
+  int8_t* dst = detail::grow(buf, static_cast<size_t>(size));
   const auto zp = static_cast<int8_t>(t.input_zero_point);
   const int64_t row = wp * c;
   const GemmTask& g = t;
@@ -218,25 +210,24 @@ void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, con
   run_gemm(t, p.n, w);
 }
 
+namespace {
+
 // The kernels' form of a depthwise layer's weights: each as an int32 holding w in its low 16
 // bits and 0 above (vpmaddwd of an int32 lane x, |x| < 2^15, with it gives x * w), [tap]
 // [oc_padded]. Packed weights stay int8 (a quarter of the memory: NASNet's 276 depthwise
 // layers would hold 1.6 MB as int32); each call widens them into a buffer of the calling
-// thread, kept between calls, that its workers read. The cost, taps * oc operations, is
+// thread, kept between calls, that its workers read (not thread_scratch, which the workers,
+// the calling thread among them, use for their rows). The cost, taps * oc operations, is
 // 1 / (oh * ow) of the layer's multiply-adds.
-namespace {
 const int32_t* widened_depthwise_weights(const PackedConv& w) {
   thread_local AlignedVector<int32_t> buf;
   const size_t n = w.weights.size();
-  if (buf.size() < n) {
-    buf = AlignedVector<int32_t>();
-    buf.resize(n);
-  }
-  int32_t* __restrict dst = buf.data();
+  int32_t* __restrict dst = detail::grow(buf, n);
   const int8_t* __restrict src = w.weights.data();
   for (size_t i = 0; i < n; ++i) dst[i] = static_cast<uint16_t>(int16_t{src[i]});
   return dst;
 }
+
 }  // namespace
 
 void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::DepthwiseConv2DParams& p,

@@ -209,6 +209,17 @@ void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv,
 // The table of isa; throws qatc::Error if the CPU lacks it.
 const IsaOps& ops_for(Isa isa);
 
+// At least n elements of buf, which its caller keeps between calls (a thread_local of the
+// caller's, one per use): grown on demand, never shrunk, contents not kept when it grows.
+template <class T>
+T* grow(AlignedVector<T>& buf, size_t n) {
+  if (buf.size() < n) {
+    buf = AlignedVector<T>();
+    buf.resize(n);
+  }
+  return buf.data();
+}
+
 // A 64-aligned buffer of at least `bytes` bytes owned by the calling thread, kept between
 // calls (grown on demand). One buffer per thread: a caller must not hold it across another
 // call of thread_scratch.

@@ -148,11 +148,7 @@ void copy_tail_tiles(const GemmTask& t, Tile* tiles, int64_t ntiles, int64_t spa
   if (over == 0) return;
   const int64_t stride = round_up(span, 64);
   thread_local AlignedVector<int8_t> buf;
-  if (static_cast<int64_t>(buf.size()) < over * stride) {
-    buf = AlignedVector<int8_t>();
-    buf.resize(static_cast<size_t>(over * stride));
-  }
-  int8_t* dst = buf.data();
+  int8_t* dst = grow(buf, static_cast<size_t>(over * stride));
   for (int64_t i = 0; i < ntiles; ++i) {
     if (t.amx_end - tiles[i].a >= span) continue;
     const int64_t have = t.amx_end - tiles[i].a;
