@@ -200,4 +200,30 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   p.run(job, static_cast<int>(parts));
 }
 
+void parallel_for_dynamic(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  const int64_t pieces = (n + grain - 1) / grain;
+  int64_t parts = std::min<int64_t>(num_threads(), pieces);
+  if (parts <= 1 || t_in_parallel) {
+    fn(0, n);
+    return;
+  }
+  Pool& p = pool();
+  parts = std::min<int64_t>(parts, p.size());
+  std::atomic<int64_t> next{0};
+  std::function<void(int)> job = [&](int) {
+    t_in_parallel = true;
+    try {
+      for (int64_t b; (b = next.fetch_add(grain, std::memory_order_relaxed)) < n;) fn(b, std::min(n, b + grain));
+    } catch (...) {
+      next.store(n);  // the others stop at their next piece
+      t_in_parallel = false;
+      throw;
+    }
+    t_in_parallel = false;
+  };
+  p.run(job, static_cast<int>(parts));
+}
+
 }  // namespace qatc

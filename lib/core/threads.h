@@ -18,4 +18,11 @@ int num_threads();
 // `grain` items. Blocks until done. Exceptions from fn are rethrown in the caller.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+// Runs fn(begin, end) over [0, n) in pieces of `grain` items (the last may be shorter) that
+// the threads take in order as they become free: a thread that is slowed down (another
+// process on its core, a layer's uneven pieces) takes fewer. Which thread runs which piece
+// varies from call to call, so this is for loops whose pieces write disjoint outputs and
+// whose result does not depend on the split (the int8 kernels), not for reductions.
+void parallel_for_dynamic(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
 }  // namespace qatc

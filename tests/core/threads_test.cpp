@@ -112,3 +112,31 @@ TEST_CASE("threads: a parallel_for inside a chunk runs on that chunk's thread") 
   });
   CHECK(inner.load() == 20);
 }
+
+TEST_CASE("threads: parallel_for_dynamic covers 0..n-1 once, in pieces of grain items") {
+  ThreadsGuard guard;
+  for (int threads : {1, 2, 3}) {
+    set_num_threads(threads);
+    for (int64_t n : {1, 5, 64, 1001}) {
+      for (int64_t grain : {1, 4, 2000}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int> bad{0};
+        parallel_for_dynamic(n, grain, [&](int64_t b, int64_t e) {
+          // A piece starts at a multiple of grain and is grain long (the last one: the rest),
+          // or is the whole range when it runs on one thread.
+          const bool whole = b == 0 && e == n;
+          if (!whole && (b % grain != 0 || e != std::min(n, b + grain))) ++bad;
+          for (int64_t i = b; i < e; ++i) ++hits[static_cast<size_t>(i)];
+        });
+        CHECK(bad.load() == 0);
+        for (auto& h : hits) REQUIRE(h.load() == 1);
+      }
+    }
+  }
+  set_num_threads(2);
+  CHECK_THROWS_AS(parallel_for_dynamic(100, 1,
+                                       [&](int64_t b, int64_t) {
+                                         if (b == 57) throw std::runtime_error("piece failed");
+                                       }),
+                  std::runtime_error);
+}

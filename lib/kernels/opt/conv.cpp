@@ -55,7 +55,9 @@ int64_t g_min_parallel_macs = kDefaultMinParallelMacs;
 // hold up to ~192 KB of A (so A stays in L2 while every panel passes over it), balanced to
 // equal sizes; panels are split too when there are too few row blocks to feed every thread
 // (a 7x7 feature map at batch 1 is 49 rows), and then so that the task count is a multiple
-// of the thread count (parallel_for gives each thread an equal run of tasks).
+// of the thread count. The threads take the tasks as they become free
+// (parallel_for_dynamic): whole row blocks when there are at least 4 per thread (a vnni
+// path then forms each block's A once), single tasks otherwise.
 void run_gemm(const GemmTask& base, int64_t m, const PackedConv& w) {
   const IsaOps& ops = detail::ops_for(w.isa);
   const int64_t elem = detail::layout_of(w.isa) == detail::Layout::vnni_u8 ? 1 : 2;
@@ -72,7 +74,6 @@ void run_gemm(const GemmTask& base, int64_t m, const PackedConv& w) {
     mblocks = (m + mb - 1) / mb;
   }
   const int64_t threads = num_threads();
-  const int64_t tasks_max = mblocks * w.panels;
   // A product too small to pay for waking another thread (a few microseconds) runs on one.
   const bool one_thread = m * w.k_padded * w.panels * ops.panel_oc < g_min_parallel_macs;
   int64_t nchunks = 1;
@@ -81,7 +82,9 @@ void run_gemm(const GemmTask& base, int64_t m, const PackedConv& w) {
     while (nchunks < w.panels && mblocks * nchunks % threads != 0) ++nchunks;
   }
   const auto bytes = static_cast<size_t>(ops.gemm_scratch_bytes(mb, w.k_padded));
-  parallel_for(mblocks * nchunks, one_thread ? tasks_max : 1, [&](int64_t t0, int64_t t1) {
+  const int64_t ntasks = mblocks * nchunks;
+  const int64_t grain = one_thread ? ntasks : mblocks >= 4 * threads ? nchunks : 1;
+  parallel_for_dynamic(ntasks, grain, [&](int64_t t0, int64_t t1) {
     GemmTask t = base;
     t.scratch = detail::thread_scratch(bytes);
     int64_t prev_block = -1;
