@@ -620,6 +620,103 @@ TEST_CASE("opt conv2d_add equals ref conv2d then ref add (amx)") {
   set_num_threads(threads0);
 }
 
+TEST_CASE("opt conv2d_add: every pair of conv output and other input, left and input shifts at their bounds (amx)") {
+  // The fused Add's own arithmetic (int16 pairs, isa_avx512.cpp AddPairs) on all 65,536
+  // (conv output, other) pairs: a 1x1 conv with identity weights and multiplier (mbqm(x,
+  // 2^30, 1) = x) passes its input through, and the input and `other` enumerate the pairs.
+  // Left shifts at both ends of add_pairs_apply, input shifts from 0 to its bound, zero
+  // multipliers, multipliers at 2^30 and 2^31 - 1, both input orders.
+  if (!opt::isa_supported(opt::Isa::amx)) {
+    MESSAGE("no amx on this CPU: conv2d_add_qs8 not tested");
+    return;
+  }
+  Rng rng(431);
+  const int64_t c = 16, pixels = 256 * 256 / c;
+  std::vector<int8_t> input(256 * 256), other(256 * 256), weights(static_cast<size_t>(c * c), 0);
+  for (int i = 0; i < 256 * 256; ++i) {
+    input[static_cast<size_t>(i)] = static_cast<int8_t>(i % 256 - 128);
+    other[static_cast<size_t>(i)] = static_cast<int8_t>(i / 256 - 128);
+  }
+  for (int64_t o = 0; o < c; ++o) weights[static_cast<size_t>(o * c + o)] = 1;
+  const std::vector<int32_t> bias(static_cast<size_t>(c), 0), mult(static_cast<size_t>(c), int32_t{1} << 30),
+      shift(static_cast<size_t>(c), 1);
+  const Conv2DParams p{1, 1, pixels, c, 1, 1, c, 1, 1, 0, 0, 1, pixels, 0, 0, weights.data(), bias.data(),
+                       mult.data(), shift.data(), -128, 127};
+  const opt::Isa isa0 = opt::active_isa();
+  opt::set_isa(opt::Isa::amx);
+  const opt::PackedConv w = opt::pack_conv2d(p);
+  auto multiplier = [&](int pick) {
+    if (pick == 0) return int32_t{1} << 30;
+    if (pick == 1) return INT32_MAX;
+    return static_cast<int32_t>((int64_t{1} << 30) + static_cast<int64_t>(rng.next() % (uint64_t{1} << 30)));
+  };
+  int pick = 0;
+  for (int32_t left_shift : {9, 13, 20, 22}) {
+    // Input shifts -e up to e = 22 - k (add_pairs_apply), k = 31 - left_shift.
+    const int32_t e_max = 22 - (31 - left_shift);
+    for (int32_t shift1 : {0, -std::min(1, e_max), -std::min(2, e_max), -e_max})
+      for (int32_t shift2 : {0, -std::min(1, e_max), -std::min(5, e_max), -e_max, 1}) {  // 1: a zero multiplier (shift 0)
+        AddParams a{};
+        a.size = 256 * 256;
+        a.left_shift = left_shift;
+        a.input1_zero_point = pick_zero_point(rng), a.input2_zero_point = pick_zero_point(rng);
+        a.input1_multiplier = multiplier(pick++ % 3), a.input1_shift = shift1;
+        a.input2_multiplier = multiplier(pick++ % 3), a.input2_shift = shift2;
+        if (shift2 == 1) a.input2_multiplier = 0, a.input2_shift = 0;
+        a.output_multiplier = multiplier(2), a.output_shift = -left_shift + 1 - static_cast<int32_t>(rng.next() % 4);
+        a.output_zero_point = pick_zero_point(rng);
+        const Clamp cl = pick_clamp(rng, a.output_zero_point);
+        a.qmin = cl.qmin, a.qmax = cl.qmax;
+        REQUIRE(opt::supports_conv2d_add(w.isa, a));
+        for (const bool conv_first : {true, false}) {
+          std::vector<int8_t> want(input.size());
+          if (conv_first) ref::add_qs8(want.data(), input.data(), other.data(), a);
+          else ref::add_qs8(want.data(), other.data(), input.data(), a);
+          std::vector<int8_t> got(want.size());
+          opt::conv2d_add_qs8(got.data(), input.data(), p, w, other.data(), a, conv_first);
+          size_t diffs = 0;
+          for (size_t k = 0; k < want.size(); ++k) diffs += got[k] != want[k];
+          INFO("conv2d_add left_shift " << left_shift << " shifts " << shift1 << " " << shift2
+                                        << (conv_first ? "" : ", conv second") << ": " << diffs << " differ");
+          CHECK(diffs == 0);
+        }
+        // One step beyond the bound the fused form does not apply (the Add runs unfused).
+        AddParams beyond = a;
+        beyond.input1_shift = -e_max - 1;
+        CHECK_FALSE(opt::supports_conv2d_add(w.isa, beyond));
+      }
+  }
+  // The output stage above divides the sum of the terms by ~2^(left_shift - 1): a term one
+  // off (a rounding of its own wrong) would rarely change an output. Here the output is the
+  // sum itself (multiplier 2^30, shift 1: mbqm(x) = x) and the terms nearly cancel (equal
+  // shifts, multipliers 1 apart, d2 = -d1), so ~150 pairs per case show the exact sum.
+  int exact_pairs = 0;
+  for (int32_t left_shift : {10, 12, 13})
+    for (int i = 0; i < 12; ++i) {
+      const int32_t e = 22 - (31 - left_shift) - i % 2;
+      AddParams a{};
+      a.size = 256 * 256;
+      a.left_shift = left_shift;
+      a.input1_zero_point = pick_zero_point(rng), a.input2_zero_point = pick_zero_point(rng);
+      a.input1_multiplier = multiplier(i % 3), a.input1_shift = -e;
+      a.input2_multiplier = std::max(int32_t{1} << 30, a.input1_multiplier - 1), a.input2_shift = -e;
+      a.output_multiplier = int32_t{1} << 30, a.output_shift = 1;
+      a.output_zero_point = 0, a.qmin = -128, a.qmax = 127;
+      std::vector<int8_t> want(input.size()), got(input.size());
+      ref::add_qs8(want.data(), input.data(), other.data(), a);
+      opt::conv2d_add_qs8(got.data(), input.data(), p, w, other.data(), a, true);
+      size_t diffs = 0;
+      for (size_t k = 0; k < want.size(); ++k) {
+        diffs += got[k] != want[k];
+        exact_pairs += want[k] > -128 && want[k] < 127;
+      }
+      INFO("conv2d_add exact sums, left_shift " << left_shift << " shift " << -e << ": " << diffs << " differ");
+      CHECK(diffs == 0);
+    }
+  CHECK(exact_pairs > 36 * 100);  // the cases do show unclamped sums (~150 each)
+  opt::set_isa(isa0);
+}
+
 TEST_CASE("opt add equals ref on every pair of inputs, any left shift and input shift") {
   // The vector code computes each input's term in 32-bit lanes when 8 <= left_shift <= 22 and
   // falls back to 64-bit multiplies below: every (a, b) pair, both sides of that boundary,

@@ -188,7 +188,7 @@ void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
 
 
 bool supports_conv2d_add(Isa isa, const kernels::AddParams& a) {
-  return isa == Isa::amx && detail::add_terms_apply(a);
+  return isa == Isa::amx && detail::add_pairs_apply(a);
 }
 
 void conv2d_add_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p, const PackedConv& w,

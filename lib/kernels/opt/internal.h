@@ -88,6 +88,16 @@ struct AddTerm {
   int32_t zero_point, mult_hi, mult_lo, lo_shift, right;
 };
 inline bool add_terms_apply(const kernels::AddParams& p) { return p.left_shift >= 8 && p.left_shift <= 22; }
+// The same terms with no 32-bit multiply (the Add fused into the amx GEMM's output stage,
+// isa_avx512.cpp AddPairs): each term is d mh' + ((d ml' + K) >> (k + e)) with
+// m = mh' 2^(k+e) + ml', d as the int16 pair (d, 128 d) and mh', ml' as pairs
+// (x mod 128, x / 128), which needs ml' < 2^(k+e) <= 2^22: k + e <= 22 for both inputs,
+// e = -shift. With ResNet-style Adds' left shift 20 (k = 11): e <= 11, input scales within
+// 2^10 of each other; other Adds run unfused.
+inline bool add_pairs_apply(const kernels::AddParams& p) {
+  const int32_t k = 31 - p.left_shift;
+  return p.left_shift >= 9 && p.left_shift <= 22 && k - p.input1_shift <= 22 && k - p.input2_shift <= 22;
+}
 inline AddTerm add_term(int32_t zero_point, int32_t multiplier, int32_t shift, int32_t left_shift) {
   const int32_t k = 31 - left_shift;
   return {zero_point, multiplier >> k, multiplier & ((int32_t{1} << k) - 1), k, -shift};

@@ -291,26 +291,74 @@ __attribute__((always_inline)) inline void requant_row(const __m512i* acc, const
   _mm512_mask_storeu_epi8(out, store_mask, requant_bytes<NV, kFast>(acc, k, ob));
 }
 
-// add_range's arithmetic (AddLanes, kernels_body.inc) on 64 output bytes of a conv and the
-// other input's bytes at the same positions (AddFuse).
-struct AddV {
-  AddLanes<Avx512> lanes;
+// The Add fused into the amx GEMM's output stage (conv2d_add_qs8) on 64 output bytes of the
+// conv and the other input's bytes at the same positions (AddFuse), with add_range's results
+// and without its 32-bit multiplies and count-register shifts, which all compete for one
+// port of 512-bit integer work (the Add was 38% of ResNet50's batch-1 time). An input's term
+// (AddTerm, internal.h) is the reference's two roundings of d = q - zp,
+//   s = floor((d m + 2^(k-1)) / 2^k),  t = floor((s + 2^(e-1) - [s < 0]) / 2^e)  (e >= 1),
+// which with [s < 0] = [d < 0] (m >= 2^30, or m = 0 with e = 0, where t = s) and
+// floor((floor(a / b) + c) / d) = floor((a + c b) / (b d)) are one:
+//   t = floor((d m + K) / 2^(k+e)),  K = 2^(k-1) + 2^(k+e-1) - [d < 0] 2^k  (K = 2^(k-1) if e = 0),
+// and with m = mh 2^(k+e) + ml the multiple d mh leaves the floor:
+//   t = d mh + ((d ml + K) >> (k + e)).
+// d enters as the int16 pair (d, 128 d) (a sign-extension to 16 bits, a 16-bit shift and an
+// unpack, for 32 values at a time) and each part x < 2^22 of m as the pair (x mod 128,
+// x / 128): one vpdpwssd gives d (x mod 128) + 128 d (x / 128) = d x plus its accumulator.
+// Per 16 values: a compare ([d < 0]: the pair's sign), a masked subtract, two vpdpwssd and
+// one shift (add_pairs_apply: ml < 2^(k+e) <= 2^22, so |d ml| + K < 2^31). The unpacks put
+// each 128-bit lane's 16-bit values 0-3 and 4-7 in two vectors; packing the requantized sums
+// back to 16 bits undoes it, and one vpermq orders the 64 bytes.
+struct AddPairs {
+  struct Term {
+    __m512i zp, ml, mh, k0, corr, shift;
+  };
+  Term t1, t2;
+  Avx512::Rq qo;
+  OutBytes ob;
+  __m512i order;
   std::ptrdiff_t delta;
   bool conv_first;
-  explicit AddV(const AddFuse& f) : lanes(*f.add), delta(f.other - f.out), conv_first(f.conv_first) {}
-  // The Add of the 16 bytes J of conv and other.
-  template <int J>
-  __m128i quarter(__m512i conv, __m512i other) const {
-    const __m512i c = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(conv, J));
-    const __m512i o = _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(other, J));
-    return _mm512_cvtepi32_epi8(conv_first ? lanes(c, o) : lanes(o, c));
+
+  static __m512i split(int32_t x) { return _mm512_set1_epi32((x & 127) | ((x >> 7) << 16)); }
+  static Term term(int32_t zero_point, int32_t multiplier, int32_t shift, int32_t left_shift) {
+    const int32_t k = 31 - left_shift, e = -shift, n = k + e;
+    return {_mm512_set1_epi16(static_cast<int16_t>(zero_point)),
+            split(multiplier & ((int32_t{1} << n) - 1)),
+            split(multiplier >> n),
+            _mm512_set1_epi32((int32_t{1} << (k - 1)) + (e > 0 ? int32_t{1} << (n - 1) : 0)),
+            _mm512_set1_epi32(e > 0 ? int32_t{1} << k : 0),
+            _mm512_set1_epi32(n)};
+  }
+  explicit AddPairs(const AddFuse& f)
+      : t1(term(f.add->input1_zero_point, f.add->input1_multiplier, f.add->input1_shift, f.add->left_shift)),
+        t2(term(f.add->input2_zero_point, f.add->input2_multiplier, f.add->input2_shift, f.add->left_shift)),
+        qo(Avx512::rq_uniform(f.add->output_multiplier, f.add->output_shift)),
+        ob(out_bytes(out_clamp(f.add->output_zero_point, f.add->qmin, f.add->qmax))),
+        order(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7)),
+        delta(f.other - f.out),
+        conv_first(f.conv_first) {}
+
+  __m512i value(__m512i pair, const Term& t) const {
+    const __m512i k = _mm512_mask_sub_epi32(t.k0, _mm512_cmplt_epi32_mask(pair, _mm512_setzero_si512()), t.k0, t.corr);
+    return _mm512_dpwssd_epi32(_mm512_srav_epi32(_mm512_dpwssd_epi32(k, pair, t.ml), t.shift), pair, t.mh);
+  }
+  // Bytes 32 h .. 32 h + 31 of both inputs -> their 32 results as int16 (saturated, plus the
+  // output zero point), in order.
+  template <int H>
+  __m512i half(__m512i x1, __m512i x2) const {
+    const __m512i d1 = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(x1, H)), t1.zp);
+    const __m512i d2 = _mm512_sub_epi16(_mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(x2, H)), t2.zp);
+    const __m512i e1 = _mm512_slli_epi16(d1, 7), e2 = _mm512_slli_epi16(d2, 7);
+    const __m512i lo = _mm512_add_epi32(value(_mm512_unpacklo_epi16(d1, e1), t1), value(_mm512_unpacklo_epi16(d2, e2), t2));
+    const __m512i hi = _mm512_add_epi32(value(_mm512_unpackhi_epi16(d1, e1), t1), value(_mm512_unpackhi_epi16(d2, e2), t2));
+    return _mm512_adds_epi16(_mm512_packs_epi32(Avx512::mbqm(lo, qo), Avx512::mbqm(hi, qo)), ob.zp16);
   }
   __m512i apply(__m512i conv, const int8_t* out, __mmask64 mask) const {
     const __m512i other = _mm512_maskz_loadu_epi8(mask, out + delta);
-    __m512i r = _mm512_castsi128_si512(quarter<0>(conv, other));
-    r = _mm512_inserti32x4(r, quarter<1>(conv, other), 1);
-    r = _mm512_inserti32x4(r, quarter<2>(conv, other), 2);
-    return _mm512_inserti32x4(r, quarter<3>(conv, other), 3);
+    const __m512i x1 = conv_first ? conv : other, x2 = conv_first ? other : conv;
+    const __m512i bytes = _mm512_permutexvar_epi64(order, _mm512_packs_epi16(half<0>(x1, x2), half<1>(x1, x2)));
+    return _mm512_min_epi8(_mm512_max_epi8(bytes, ob.qmin), ob.qmax);
   }
 };
 
@@ -501,7 +549,7 @@ void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv,
                          const ChannelRequant& q, int64_t chan, const OutClamp& clamp, bool add_bias,
                          const AddFuse* fuse) {
   const OutBytes ob = out_bytes(clamp);
-  std::optional<AddV> add;
+  std::optional<AddPairs> add;
   if (fuse != nullptr) add.emplace(*fuse);
   const __mmask64 m = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
   using Fn = void (*)(const OutRun*, int64_t, int64_t, const ChannelRequant&, int64_t, const OutBytes&, int64_t,
