@@ -88,12 +88,12 @@ struct AddTerm {
   int32_t zero_point, mult_hi, mult_lo, lo_shift, right;
 };
 inline bool add_terms_apply(const kernels::AddParams& p) { return p.left_shift >= 8 && p.left_shift <= 22; }
-// The same terms with no 32-bit multiply (the Add fused into the amx GEMM's output stage,
-// isa_avx512.cpp AddPairs): each term is d mh' + ((d ml' + K) >> (k + e)) with
+// The same terms with no 32-bit multiply (the avx512_vnni and amx Adds, fused into the amx
+// GEMM's output stage or not: isa_avx512.cpp AddPairs): each term is d mh' + ((d ml' + K) >> (k + e)) with
 // m = mh' 2^(k+e) + ml', d as the int16 pair (d, 128 d) and mh', ml' as pairs
 // (x mod 128, x / 128), which needs ml' < 2^(k+e) <= 2^22: k + e <= 22 for both inputs,
 // e = -shift. With ResNet-style Adds' left shift 20 (k = 11): e <= 11, input scales within
-// 2^10 of each other; other Adds run unfused.
+// 2^10 of each other; other Adds run unfused, on add_range's 32-bit terms.
 inline bool add_pairs_apply(const kernels::AddParams& p) {
   const int32_t k = 31 - p.left_shift;
   return p.left_shift >= 9 && p.left_shift <= 22 && k - p.input1_shift <= 22 && k - p.input2_shift <= 22;

@@ -119,13 +119,17 @@ struct Avx512 {
                    _mm512_cmpgt_epi32_mask(s, _mm512_setzero_si512()) != 0);
   }
 
+  // The odd lanes moved to the even positions, where vpmuldq reads them: a shuffle, not the
+  // 64-bit shift (the shift unit is the one the multiplies use).
+  static V odd_lanes(V x) { return _mm512_shuffle_epi32(x, _MM_PERM_DDBB); }
+
   // The fast form (internal.h) from the pieces: multipliers of the even and odd lanes, the
   // rounding addend and the shift.
   static V mbqm_fast(V x, V mult, V mult_odd, V round, V shift) {
     const V c30 = _mm512_set1_epi64(int64_t{1} << 30), c31 = _mm512_set1_epi64(int64_t{1} << 31);
     const V thr = _mm512_set1_epi64(-(int64_t{1} << 30));
     const V pe = _mm512_mul_epi32(x, mult);
-    const V po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), mult_odd);
+    const V po = _mm512_mul_epi32(odd_lanes(x), mult_odd);
     V qe = _mm512_add_epi64(pe, c30), qo = _mm512_add_epi64(po, c30);
     qe = _mm512_mask_sub_epi64(qe, _mm512_cmplt_epi64_mask(pe, thr), qe, c31);
     qo = _mm512_mask_sub_epi64(qo, _mm512_cmplt_epi64_mask(po, thr), qo, c31);
@@ -149,7 +153,7 @@ struct Avx512 {
     // lanes: shift the sum right by 31 (low dword); odd lanes: double it (high dword).
     const V r30 = _mm512_set1_epi64(int64_t{1} << 30);
     const V pe = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, q.mult), r30), 31);
-    V po = _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(x, 32), q.mult_odd), r30);
+    V po = _mm512_add_epi64(_mm512_mul_epi32(odd_lanes(x), q.mult_odd), r30);
     po = _mm512_add_epi64(po, po);
     const V s = _mm512_mask_blend_epi32(0xAAAA, pe, po);
     // rounding_divide_by_pot: (s >> right) + 1 where (s & mask) > half + (s < 0), i.e.
@@ -291,10 +295,10 @@ __attribute__((always_inline)) inline void requant_row(const __m512i* acc, const
   _mm512_mask_storeu_epi8(out, store_mask, requant_bytes<NV, kFast>(acc, k, ob));
 }
 
-// The Add fused into the amx GEMM's output stage (conv2d_add_qs8) on 64 output bytes of the
-// conv and the other input's bytes at the same positions (AddFuse), with add_range's results
-// and without its 32-bit multiplies and count-register shifts, which all compete for one
-// port of 512-bit integer work (the Add was 38% of ResNet50's batch-1 time). An input's term
+// add_range's results 64 bytes at a time without its 32-bit multiplies and count-register
+// shifts, which all compete for one port of 512-bit integer work (the Add fused into the amx
+// GEMM's output stage was 38% of ResNet50's batch-1 time; FusedAdd, add_range_avx512). An
+// input's term
 // (AddTerm, internal.h) is the reference's two roundings of d = q - zp,
 //   s = floor((d m + 2^(k-1)) / 2^k),  t = floor((s + 2^(e-1) - [s < 0]) / 2^e)  (e >= 1),
 // which with [s < 0] = [d < 0] (m >= 2^30, or m = 0 with e = 0, where t = s) and
@@ -317,8 +321,6 @@ struct AddPairs {
   Avx512::Rq qo;
   OutBytes ob;
   __m512i order;
-  std::ptrdiff_t delta;
-  bool conv_first;
 
   static __m512i split(int32_t x) { return _mm512_set1_epi32((x & 127) | ((x >> 7) << 16)); }
   static Term term(int32_t zero_point, int32_t multiplier, int32_t shift, int32_t left_shift) {
@@ -330,14 +332,12 @@ struct AddPairs {
             _mm512_set1_epi32(e > 0 ? int32_t{1} << k : 0),
             _mm512_set1_epi32(n)};
   }
-  explicit AddPairs(const AddFuse& f)
-      : t1(term(f.add->input1_zero_point, f.add->input1_multiplier, f.add->input1_shift, f.add->left_shift)),
-        t2(term(f.add->input2_zero_point, f.add->input2_multiplier, f.add->input2_shift, f.add->left_shift)),
-        qo(Avx512::rq_uniform(f.add->output_multiplier, f.add->output_shift)),
-        ob(out_bytes(out_clamp(f.add->output_zero_point, f.add->qmin, f.add->qmax))),
-        order(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7)),
-        delta(f.other - f.out),
-        conv_first(f.conv_first) {}
+  explicit AddPairs(const kernels::AddParams& p)  // add_pairs_apply(p)
+      : t1(term(p.input1_zero_point, p.input1_multiplier, p.input1_shift, p.left_shift)),
+        t2(term(p.input2_zero_point, p.input2_multiplier, p.input2_shift, p.left_shift)),
+        qo(Avx512::rq_uniform(p.output_multiplier, p.output_shift)),
+        ob(out_bytes(out_clamp(p.output_zero_point, p.qmin, p.qmax))),
+        order(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7)) {}
 
   __m512i value(__m512i pair, const Term& t) const {
     const __m512i k = _mm512_mask_sub_epi32(t.k0, _mm512_cmplt_epi32_mask(pair, _mm512_setzero_si512()), t.k0, t.corr);
@@ -354,13 +354,40 @@ struct AddPairs {
     const __m512i hi = _mm512_add_epi32(value(_mm512_unpackhi_epi16(d1, e1), t1), value(_mm512_unpackhi_epi16(d2, e2), t2));
     return _mm512_adds_epi16(_mm512_packs_epi32(Avx512::mbqm(lo, qo), Avx512::mbqm(hi, qo)), ob.zp16);
   }
-  __m512i apply(__m512i conv, const int8_t* out, __mmask64 mask) const {
-    const __m512i other = _mm512_maskz_loadu_epi8(mask, out + delta);
-    const __m512i x1 = conv_first ? conv : other, x2 = conv_first ? other : conv;
+  // The Add of 64 bytes of each input.
+  __m512i operator()(__m512i x1, __m512i x2) const {
     const __m512i bytes = _mm512_permutexvar_epi64(order, _mm512_packs_epi16(half<0>(x1, x2), half<1>(x1, x2)));
     return _mm512_min_epi8(_mm512_max_epi8(bytes, ob.qmin), ob.qmax);
   }
 };
+
+// The fused Add on 64 output bytes of the conv (AddFuse): the other input's bytes are at the
+// same positions of its tensor.
+struct FusedAdd {
+  AddPairs add;
+  std::ptrdiff_t delta;
+  bool conv_first;
+  explicit FusedAdd(const AddFuse& f) : add(*f.add), delta(f.other - f.out), conv_first(f.conv_first) {}
+  __m512i apply(__m512i conv, const int8_t* out, __mmask64 mask) const {
+    const __m512i other = _mm512_maskz_loadu_epi8(mask, out + delta);
+    return conv_first ? add(conv, other) : add(other, conv);
+  }
+};
+
+// add_qs8 on [begin, end): 64 bytes at a time on AddPairs where add_pairs_apply holds (as the
+// converter's Adds of inputs whose scales are within 2^10 of each other), else add_range.
+void add_range_avx512(int8_t* out, const int8_t* a, const int8_t* b, const kernels::AddParams& p, int64_t begin,
+                      int64_t end) {
+  if (!add_pairs_apply(p)) {
+    add_range<Avx512>(out, a, b, p, begin, end);
+    return;
+  }
+  const AddPairs add(p);
+  for (int64_t i = begin; i < end; i += 64) {
+    const __mmask64 m = end - i >= 64 ? ~__mmask64{0} : _bzhi_u64(~uint64_t{0}, static_cast<unsigned>(end - i));
+    _mm512_mask_storeu_epi8(out + i, m, add(_mm512_maskz_loadu_epi8(m, a + i), _mm512_maskz_loadu_epi8(m, b + i)));
+  }
+}
 
 // Runs of rows of int32 sums from memory; kBias: the sums lack the bias, add it.
 template <int NV, bool kFast, bool kBias>
@@ -549,7 +576,7 @@ void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv,
                          const ChannelRequant& q, int64_t chan, const OutClamp& clamp, bool add_bias,
                          const AddFuse* fuse) {
   const OutBytes ob = out_bytes(clamp);
-  std::optional<AddPairs> add;
+  std::optional<FusedAdd> add;
   if (fuse != nullptr) add.emplace(*fuse);
   const __mmask64 m = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
   using Fn = void (*)(const OutRun*, int64_t, int64_t, const ChannelRequant&, int64_t, const OutBytes&, int64_t,
@@ -618,7 +645,7 @@ const IsaOps& avx512_vnni_ops() {
                           gemm_scratch_bytes,
                           gemm,
                           depthwise_row<Avx512>,
-                          add_range<Avx512>,
+                          add_range_avx512,
                           concat_requant<Avx512>,
                           maxpool_rows,
                           avgpool_rows,
