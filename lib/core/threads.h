@@ -1,7 +1,8 @@
 // A small fixed thread pool. parallel_for splits [0, n) into one contiguous chunk per
 // thread, always the same way for a given thread count, so results are deterministic.
 // Between jobs the workers spin for up to 200 us before they sleep (threads.cpp), so the
-// next layer's job starts without a wake-up.
+// next layer's job starts without a wake-up; not when there are more threads than hardware
+// threads.
 #pragma once
 
 #include <cstdint>
