@@ -181,56 +181,64 @@ int num_threads() {
   return g_threads;
 }
 
+namespace {
+
+// Marks the thread as inside a parallel loop (a nested one then runs serially), also when fn
+// throws.
+struct InParallel {
+  InParallel() { t_in_parallel = true; }
+  ~InParallel() { t_in_parallel = false; }
+};
+
+// How many parts a loop of `pieces` pieces runs in: 1 (on the calling thread: one piece, one
+// thread, or already inside a parallel loop), else up to the pool's size.
+int64_t parts_for(int64_t pieces) {
+  const int64_t parts = std::min<int64_t>(num_threads(), pieces);
+  if (parts <= 1 || t_in_parallel) return 1;
+  return std::min<int64_t>(parts, pool().size());
+}
+
+}  // namespace
+
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  if (grain < 1) grain = 1;
-  int64_t parts = std::min<int64_t>(num_threads(), (n + grain - 1) / grain);
-  if (parts <= 1 || t_in_parallel) {
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t parts = parts_for((n + grain - 1) / grain);
+  if (parts == 1) {
     fn(0, n);
     return;
   }
-  Pool& p = pool();
-  parts = std::min<int64_t>(parts, p.size());
   const int64_t chunk = (n + parts - 1) / parts;
-  std::function<void(int)> job = [&](int i) {
-    int64_t b = i * chunk, e = std::min(n, b + chunk);
-    if (b >= e) return;
-    t_in_parallel = true;
-    try {
-      fn(b, e);
-    } catch (...) {
-      t_in_parallel = false;
-      throw;
-    }
-    t_in_parallel = false;
-  };
-  p.run(job, static_cast<int>(parts));
+  pool().run(
+      [&](int i) {
+        const int64_t b = i * chunk, e = std::min(n, b + chunk);
+        if (b >= e) return;
+        const InParallel in;
+        fn(b, e);
+      },
+      static_cast<int>(parts));
 }
 
 void parallel_for_dynamic(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  if (grain < 1) grain = 1;
-  const int64_t pieces = (n + grain - 1) / grain;
-  int64_t parts = std::min<int64_t>(num_threads(), pieces);
-  if (parts <= 1 || t_in_parallel) {
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t parts = parts_for((n + grain - 1) / grain);
+  if (parts == 1) {
     fn(0, n);
     return;
   }
-  Pool& p = pool();
-  parts = std::min<int64_t>(parts, p.size());
   std::atomic<int64_t> next{0};
-  std::function<void(int)> job = [&](int) {
-    t_in_parallel = true;
-    try {
-      for (int64_t b; (b = next.fetch_add(grain, std::memory_order_relaxed)) < n;) fn(b, std::min(n, b + grain));
-    } catch (...) {
-      next.store(n);  // the others stop at their next piece
-      t_in_parallel = false;
-      throw;
-    }
-    t_in_parallel = false;
-  };
-  p.run(job, static_cast<int>(parts));
+  pool().run(
+      [&](int) {
+        const InParallel in;
+        try {
+          for (int64_t b; (b = next.fetch_add(grain, std::memory_order_relaxed)) < n;) fn(b, std::min(n, b + grain));
+        } catch (...) {
+          next.store(n);  // the others stop at their next piece
+          throw;
+        }
+      },
+      static_cast<int>(parts));
 }
 
 }  // namespace qatc

@@ -324,7 +324,8 @@ struct AddPairs {
 
   static __m512i split(int32_t x) { return _mm512_set1_epi32((x & 127) | ((x >> 7) << 16)); }
   static Term term(int32_t zero_point, int32_t multiplier, int32_t shift, int32_t left_shift) {
-    const int32_t k = 31 - left_shift, e = -shift, n = k + e;
+    const AddTerm a = add_term(zero_point, multiplier, shift, left_shift);
+    const int32_t k = a.lo_shift, e = a.right, n = k + e;
     return {_mm512_set1_epi16(static_cast<int16_t>(zero_point)),
             split(multiplier & ((int32_t{1} << n) - 1)),
             split(multiplier >> n),
@@ -384,7 +385,7 @@ void add_range_avx512(int8_t* out, const int8_t* a, const int8_t* b, const kerne
   }
   const AddPairs add(p);
   for (int64_t i = begin; i < end; i += 64) {
-    const __mmask64 m = end - i >= 64 ? ~__mmask64{0} : _bzhi_u64(~uint64_t{0}, static_cast<unsigned>(end - i));
+    const __mmask64 m = bytes_mask(std::min<int64_t>(64, end - i));
     _mm512_mask_storeu_epi8(out + i, m, add(_mm512_maskz_loadu_epi8(m, a + i), _mm512_maskz_loadu_epi8(m, b + i)));
   }
 }
@@ -599,7 +600,7 @@ void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv,
     if (ldo == width) {  // the run's rows are contiguous
       const int64_t n = runs[ri].rows * width;
       for (int64_t i = 0; i < n; i += 64) {
-        const __mmask64 mi = n - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (n - i)) - 1;
+        const __mmask64 mi = bytes_mask(std::min<int64_t>(64, n - i));
         _mm512_mask_storeu_epi8(out + i, mi, add->apply(_mm512_maskz_loadu_epi8(mi, out + i), out + i, mi));
       }
     } else {
