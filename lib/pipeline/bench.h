@@ -32,7 +32,9 @@ std::vector<std::string> bench_forms(const std::filesystem::path& file);
 //  "runs", "peak_rss_bytes", "peak_rss_above_start_bytes"} (peak_rss_bytes: this process's
 // peak resident memory so far, so call it in a fresh process per form for a per-form figure, as
 // `qatc bench` does; peak_rss_above_start_bytes: that peak minus the resident memory before the
-// model was read, i.e. without the binary and its libraries). An int8 result adds
+// model was read, i.e. without the binary and its libraries; the binary's own code is made
+// resident first, so that code first run by the model's kernels does not count either). An
+// int8 result adds
 // "largest_activation_pair_bytes", "activation_arena_bytes" (the executor's) and, for an int8
 // model file, "model_file_bytes" and "memory_bound_bytes" = 1.5 * (file + pair), the bound of
 // docs/performance.md.

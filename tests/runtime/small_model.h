@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fstream>
+#include <string>
 
 #include "fixtures/temp_dir.h"
 #include "pipeline/bench.h"
@@ -10,9 +11,15 @@
 
 namespace qatc::testing {
 
-inline runtime::IntModel small_int_model() {
+// The int8 model `qatc bench` would time for this recipe text.
+inline runtime::IntModel int_model_from_recipe(const std::string& recipe) {
   TempDir dir("qatc_runtime_model");
-  std::ofstream(dir / "small.yaml") << R"(name: small
+  std::ofstream(dir / "model.yaml") << recipe;
+  return pipeline::bench_int_model(dir / "model.yaml", {});
+}
+
+inline runtime::IntModel small_int_model() {
+  return int_model_from_recipe(R"(name: small
 seed: 7
 data: {dataset: mnist}
 model:
@@ -33,8 +40,7 @@ model:
     - {type: flatten, name: flat}
     - {type: dense, name: fc, units: 6, activation: relu}
     - {type: dense, name: logits, units: 4}
-)";
-  return pipeline::bench_int_model(dir / "small.yaml", {});
+)");
 }
 
 }  // namespace qatc::testing

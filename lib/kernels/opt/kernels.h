@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <new>
 #include <vector>
 
@@ -87,8 +88,12 @@ struct PackedConv {
   // path's bias, multiplier, shift, left/right_shift; the others are empty.
 };
 
-PackedConv pack_conv2d(const kernels::Conv2DParams& p);
-PackedConv pack_dense(const kernels::DenseParams& p);
+// rows_packed, if given, is called as the packing stops reading the weights of output
+// channels [0, rows) (after each panel of the vnni and amx layouts), so that an owner
+// releasing the source as it goes holds a large layer once, not twice.
+using RowsPacked = std::function<void(int64_t rows)>;
+PackedConv pack_conv2d(const kernels::Conv2DParams& p, const RowsPacked& rows_packed = {});
+PackedConv pack_dense(const kernels::DenseParams& p, const RowsPacked& rows_packed = {});
 PackedConv pack_depthwise(const kernels::DepthwiseConv2DParams& p);
 
 // With packed weights.

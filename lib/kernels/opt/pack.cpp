@@ -78,7 +78,7 @@ void fill_channels(PackedConv& w, const std::vector<int64_t>& bias_folded,
 // weights [oc, k] row-major (conv OHWI flattened, or dense [out, in]).
 PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, int64_t oc,
                      const int8_t* weights, const int32_t* bias, const int32_t* multiplier,
-                     const int32_t* shift, int32_t input_zero_point) {
+                     const int32_t* shift, int32_t input_zero_point, const RowsPacked& rows_packed) {
   PackedConv w;
   w.kind = kind;
   w.isa = active_isa();
@@ -120,9 +120,13 @@ PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, i
     const int64_t groups = w.k_padded / 4;
     // Full panels of 64 channels, then the last one only as wide as it is (nv * 16).
     const int64_t last_width = round_up(oc - 64 * (w.panels - 1), 16);
-    w.weights.assign(static_cast<size_t>(((w.panels - 1) * 64 + last_width) * w.k_padded), 0);
+    // Grown panel by panel (within the reserved capacity: no reallocation), so that the
+    // pages of a large layer become resident as the source's are released (rows_packed).
+    w.weights.clear();
+    w.weights.reserve(static_cast<size_t>(((w.panels - 1) * 64 + last_width) * w.k_padded));
     for (int64_t p = 0; p < w.panels; ++p) {
       const int64_t width = std::min<int64_t>(64, round_up(oc - 64 * p, 16));  // nv * 16
+      w.weights.resize(w.weights.size() + static_cast<size_t>(width * w.k_padded), 0);
       int8_t* base = w.weights.data() + p * 64 * w.k_padded;
       for (int64_t g = 0; g < groups; ++g)
         for (int64_t t = 0; t < 4; ++t) {
@@ -131,6 +135,7 @@ PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, i
           for (int64_t j = 0; j < width && 64 * p + j < oc; ++j)
             base[(g * width + j) * 4 + t] = weights[(64 * p + j) * k + i];
         }
+      if (rows_packed) rows_packed(std::min(oc, 64 * (p + 1)));
     }
   } else if (detail::layout_of(w.isa) == detail::Layout::i16_rows) {
     w.k_padded = round_up(k, 8);
@@ -166,16 +171,16 @@ const int8_t kDummy = 0;  // a non-null pointer for kernels::check's out/in argu
 
 }  // namespace
 
-PackedConv pack_conv2d(const kernels::Conv2DParams& p) {
+PackedConv pack_conv2d(const kernels::Conv2DParams& p, const RowsPacked& rows_packed) {
   kernels::check(p, &kDummy, &kDummy);
   return pack_gemm(PackedConv::Kind::conv2d, p.c, p.kh, p.kw, p.oc, p.weights, p.bias,
-                   p.multiplier, p.shift, p.input_zero_point);
+                   p.multiplier, p.shift, p.input_zero_point, rows_packed);
 }
 
-PackedConv pack_dense(const kernels::DenseParams& p) {
+PackedConv pack_dense(const kernels::DenseParams& p, const RowsPacked& rows_packed) {
   kernels::check(p, &kDummy, &kDummy);
   return pack_gemm(PackedConv::Kind::dense, p.in_features, 1, 1, p.out_features, p.weights,
-                   p.bias, p.multiplier, p.shift, p.input_zero_point);
+                   p.bias, p.multiplier, p.shift, p.input_zero_point, rows_packed);
 }
 
 PackedConv pack_depthwise(const kernels::DepthwiseConv2DParams& p) {
