@@ -254,6 +254,7 @@ void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Depthwis
   base.rq = detail::channel_requant(w);
   base.input_zero_point = p.input_zero_point;
   base.clamp = detail::out_clamp(p.output_zero_point, p.qmin, p.qmax);
+  if (ops.prepare_depthwise != nullptr) ops.prepare_depthwise(w, base);
   // Per thread: a row of input zero points (padding rows) and, for a depth multiplier > 1,
   // kh input rows expanded to oc channels (slot iy % kh: the kh rows of one output row are
   // consecutive, so they never share a slot).
