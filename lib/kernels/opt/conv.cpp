@@ -249,12 +249,17 @@ void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Depthwis
   base.stride_w = p.stride_w;
   base.pad_left = p.pad_left;
   base.ow = p.ow;
-  base.weights = widened_depthwise_weights(w);
   base.weight_stride = w.oc_padded;
   base.rq = detail::channel_requant(w);
   base.input_zero_point = p.input_zero_point;
   base.clamp = detail::out_clamp(p.output_zero_point, p.qmin, p.qmax);
-  if (ops.prepare_depthwise != nullptr) ops.prepare_depthwise(w, base);
+  if (p.stride_w == 1 || p.stride_w == 2) {
+    base.quad_channels = w.dw_quad_channels;
+    base.quad_weights = w.dw_quad_weights.data();
+    base.quad_consts = w.dw_quad_consts.data();
+  }
+  // The widened weights only for the channels the vpdpbusd blocks leave.
+  base.weights = base.quad_channels < oc ? widened_depthwise_weights(w) : nullptr;
   // Per thread: a row of input zero points (padding rows) and, for a depth multiplier > 1,
   // kh input rows expanded to oc channels (slot iy % kh: the kh rows of one output row are
   // consecutive, so they never share a slot).

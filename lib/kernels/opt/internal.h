@@ -156,16 +156,16 @@ struct GemmTask {
 struct DepthwiseRow {
   const int8_t* const* rows;  // kh pointers, never nullptr
   int64_t w, oc, kh, kw, stride_w, pad_left, ow;
-  const int32_t* weights;  // [kh * kw][weight_stride]: w as int32 with its high 16 bits 0 (widened per call)
+  const int32_t* weights;  // [kh * kw][weight_stride]: w as int32 with its high 16 bits 0 (widened per call; nullptr when quad_channels = oc)
   int64_t weight_stride;   // oc_padded
   ChannelRequant rq;
   int32_t input_zero_point;  // value of padding positions
   OutClamp clamp;
   int8_t* out;  // [ow, oc]
   // Channels [0, quad_channels) in the vpdpbusd blocks of the avx512 paths (isa_avx512.cpp,
-  // dw_quad), laid out per call by IsaOps::prepare_depthwise: per block of 64 (or one last of
-  // 32) channels from c0, weights at quad_weights + 36 c0 and constants at quad_consts + 5 c0.
-  // 0 where they do not apply; the kernel then covers [quad_channels, oc) as before.
+  // dw_quad) from PackedConv's dw_quad_* arrays: per block of 64 channels from c0, weights at
+  // quad_weights + 36 c0 and constants at quad_consts + 5 c0. 0 where they do not apply (or
+  // for a horizontal stride other than 1 and 2); the kernel covers [quad_channels, oc) as before.
   int64_t quad_channels = 0;
   const int8_t* quad_weights = nullptr;
   const int32_t* quad_consts = nullptr;
@@ -202,10 +202,9 @@ struct IsaOps {
   void (*mbqm)(int32_t* out, const int32_t* x, const int32_t* multiplier, const int32_t* shift,
                int64_t n);
   void (*quantize_float)(int8_t* out, const float* x, const FloatQuant& q, int64_t begin, int64_t end);
-  // Lays out a depthwise layer's weights and constants for its depthwise_row (once per call,
-  // in a buffer of the calling thread that the workers read), setting d's quad_* fields;
-  // nullptr where depthwise_row reads only the common fields.
-  void (*prepare_depthwise)(const PackedConv& w, DepthwiseRow& d) = nullptr;
+  // At packing, a depthwise layer's PackedConv::dw_quad_* arrays for depthwise_row; nullptr
+  // where depthwise_row reads only the common fields.
+  void (*pack_depthwise_quad)(PackedConv& w) = nullptr;
 };
 
 const IsaOps& portable_ops();

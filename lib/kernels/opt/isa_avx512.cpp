@@ -628,7 +628,7 @@ namespace {
 // at a time. A 32-channel form (16-bit pairs zero-extended to lanes, two accumulators) measured
 // no faster than the 16-channel kernel, which keeps the channels past the last 64.
 //
-// prepare_depthwise_avx512 lays out, per block from channel c0, W at 36 c0 bytes ([9][4][64])
+// pack_depthwise_quad_avx512 lays out, per block from channel c0, W at 36 c0 bytes ([9][4][64])
 // and the constants at 5 c0 int32 ([4][5][16]: bias, multiplier, odd lanes' multiplier,
 // rounding addend, shift of the fast form; lane j of row b for channel c0 + 4j + b).
 
@@ -728,42 +728,36 @@ void depthwise_row_avx512(const DepthwiseRow& t) {
   depthwise_row_from<Avx512>(t, t.quad_channels);
 }
 
-// IsaOps::prepare_depthwise: the layout above, for 3x3 kernels of horizontal stride 1 or 2
-// whose output stage has the fast form, over the channels that fill blocks of 64.
-void prepare_depthwise_avx512(const PackedConv& w, DepthwiseRow& d) {
-  d.quad_channels = 0;
+// IsaOps::pack_depthwise_quad: the layout above, for 3x3 kernels whose output stage has the
+// fast form, over the channels that fill blocks of 64.
+void pack_depthwise_quad_avx512(PackedConv& w) {
   const int64_t quad = w.oc / 64 * 64;
-  if (w.kh != 3 || w.kw != 3 || (d.stride_w != 1 && d.stride_w != 2) || !w.fast_requant || quad == 0) return;
-  thread_local AlignedVector<int8_t> wbuf;
-  thread_local AlignedVector<int32_t> cbuf;
-  int8_t* wq = grow(wbuf, static_cast<size_t>(36 * quad));
-  int32_t* cq = grow(cbuf, static_cast<size_t>(kQuadConsts * quad));
-  std::memset(wq, 0, static_cast<size_t>(36 * quad));
+  if (w.kh != 3 || w.kw != 3 || !w.fast_requant || quad == 0) return;
+  w.dw_quad_weights.assign(static_cast<size_t>(36 * quad), 0);
+  w.dw_quad_consts.assign(static_cast<size_t>(kQuadConsts * quad), 0);
   const int64_t stride = w.oc_padded;
   for (int64_t c0 = 0; c0 < quad; c0 += 64)
     for (int b = 0; b < 4; ++b) {
-      int8_t* wb = wq + 36 * c0 + 64 * b;
-      int32_t* c = cq + kQuadConsts * c0 + b * kQuadConsts * 16;
+      int8_t* wb = w.dw_quad_weights.data() + 36 * c0 + 64 * b;
+      int32_t* c = w.dw_quad_consts.data() + kQuadConsts * c0 + b * kQuadConsts * 16;
       for (int j = 0; j < 16; ++j) {
         const int64_t ch = c0 + 4 * j + b, odd = c0 + 4 * (j | 1) + b;
         int64_t sum = 0;
         for (int tap = 0; tap < 9; ++tap) {
-          const int8_t v = w.weights[tap * stride + ch];
+          const int8_t v = w.weights[static_cast<size_t>(tap * stride + ch)];
           wb[tap * 4 * 64 + 4 * j + b] = v;
           sum += v;
         }
-        const int64_t bias = int64_t{w.bias[ch]} - 128 * sum;
+        const int64_t bias = int64_t{w.bias[static_cast<size_t>(ch)]} - 128 * sum;  // in range: kernels::check
         QATC_CHECK(bias >= INT32_MIN && bias <= INT32_MAX);
         c[j] = static_cast<int32_t>(bias);
-        c[16 + j] = w.multiplier[ch];
-        c[32 + j] = w.multiplier[odd];
-        c[48 + j] = int32_t{1} << (w.fast_shift[ch] - 1);
-        c[64 + j] = w.fast_shift[ch];
+        c[16 + j] = w.multiplier[static_cast<size_t>(ch)];
+        c[32 + j] = w.multiplier[static_cast<size_t>(odd)];
+        c[48 + j] = int32_t{1} << (w.fast_shift[static_cast<size_t>(ch)] - 1);
+        c[64 + j] = w.fast_shift[static_cast<size_t>(ch)];
       }
     }
-  d.quad_channels = quad;
-  d.quad_weights = wq;
-  d.quad_consts = cq;
+  w.dw_quad_channels = quad;
 }
 
 // kernels::quantize_float, 16 lanes at a time (as quantize_float_avx2).
@@ -808,7 +802,7 @@ const IsaOps& avx512_vnni_ops() {
                           quantize_range<Avx512>,
                           mbqm_batch<Avx512>,
                           quantize_float_avx512,
-                          prepare_depthwise_avx512};
+                          pack_depthwise_quad_avx512};
   return ops;
 }
 

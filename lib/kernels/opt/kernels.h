@@ -82,6 +82,11 @@ struct PackedConv {
   // multiplier vector shifted down 32 bits, where vpmuldq reads them).
   AlignedVector<int32_t> fast_shift;
   bool fast_requant = false;
+  // Depthwise 3x3 layers with the fast form on the avx512 paths: the vpdpbusd layout of
+  // channels [0, dw_quad_channels) (blocks of 64; isa_avx512.cpp, dw_quad), made at packing.
+  int64_t dw_quad_channels = 0;
+  AlignedVector<int8_t> dw_quad_weights;
+  AlignedVector<int32_t> dw_quad_consts;
   // Packing leaves only the arrays the path's kernels read (pack.cpp, fill_channels): the
   // vector paths' fast form (bias, multiplier, fast_shift) or
   // generic one (bias, multiplier, left/right_shift, round_mask, round_half), the portable

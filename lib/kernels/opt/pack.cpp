@@ -213,6 +213,7 @@ PackedConv pack_depthwise(const kernels::DepthwiseConv2DParams& p) {
         (p.bias != nullptr ? p.bias[o] : 0) - int64_t{p.input_zero_point} * sum;
   }
   fill_channels(w, bias_folded, p.multiplier, p.shift);
+  if (const auto quad = detail::ops_for(w.isa).pack_depthwise_quad) quad(w);
   return w;
 }
 
