@@ -91,15 +91,17 @@ def wait_for_idle(threshold, timeout):
 # ---------------------------------------------------------------------------------------------------------------
 # The two sides.
 
-def run(cmd, env, timeout, what):
-    """Runs cmd; returns (stdout, stderr). qatc may be briefly missing while its owner rebuilds it: retry then."""
+def run(cmd, env, timeout, what, cpu=None):
+    """Runs cmd (on CPU `cpu` only, if given); returns (stdout, stderr). qatc may be briefly missing while its
+    owner rebuilds it: retry then."""
+    pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     for attempt in range(30):
         if not os.path.exists(cmd[0]):
             time.sleep(10)
             continue
         try:
             p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               timeout=timeout)
+                               timeout=timeout, preexec_fn=pin)
         except OSError as e:  # e.g. "Text file busy" while the binary is being written
             if attempt < 29:
                 time.sleep(10)
@@ -160,7 +162,10 @@ def measure(args, side, form, model, batch, threads):
     rec = {"side": side, "form": form, "command": " ".join(cmd), "load_start": loadavg()}
     t0 = time.perf_counter()
     try:
-        out, err = run(cmd, env, args.timeout, f"{side} {form} {model} b{batch} t{threads}")
+        cpu = args.pin_cpu if threads == 1 else None
+        out, err = run(cmd, env, args.timeout, f"{side} {form} {model} b{batch} t{threads}", cpu)
+        if cpu is not None:
+            rec["cpu"] = cpu
         if side == "qatc":
             r = json.loads(out)["results"][0]
         else:
@@ -362,10 +367,15 @@ def main():
                     "more columns")
     ap.add_argument("--skip-param-check", action="store_true",
                     help="do not compare `qatc inspect`'s parameter count with the PyTorch twin's")
+    ap.add_argument("--pin-cpu", type=int, metavar="N",
+                    help="run every 1-thread measurement, both sides, on CPU N only: on a VM whose vCPUs see different "
+                         "contention from the host, a 1-thread process's time otherwise depends on where it lands")
     ap.add_argument("--timeout", type=float, default=900, help="seconds before one measurement is abandoned")
     ap.add_argument("--json", metavar="FILE", help="write every raw result to FILE")
     ap.add_argument("--print", metavar="FILE", help="print the header and table of an earlier --json FILE and exit")
     args = ap.parse_args()
+    if args.pin_cpu is not None and args.pin_cpu not in os.sched_getaffinity(0):
+        ap.error(f"--pin-cpu {args.pin_cpu}: not one of this process's CPUs {sorted(os.sched_getaffinity(0))}")
     if args.print:
         with open(args.print) as f:
             doc = json.load(f)
@@ -436,7 +446,8 @@ def main():
         f"timing: qatc bench --seconds {args.seconds:g} --runs {args.max_runs} (2 warm-up runs, then >= 5 runs and "
         f"{args.seconds:g} s); torch_infer.py >= {args.min_runs} runs and {args.seconds:g} s after warm-up, at most "
         f"{args.max_runs} runs or {args.max_seconds:g} s; repeats {args.repeats}; idle wait: 1-min load < "
-        f"{args.idle_load:g} for up to {args.idle_timeout:g} s before each configuration",
+        f"{args.idle_load:g} for up to {args.idle_timeout:g} s before each configuration"
+        + (f"; 1-thread measurements of both sides pinned to CPU {args.pin_cpu}" if args.pin_cpu is not None else ""),
     ]
     if "amx_int8" in flags:
         header.append("This CPU has AMX: PyTorch's oneDNN uses it for int8 convolutions and matmuls (its ISA and "
