@@ -156,7 +156,9 @@ struct GemmTask {
 struct DepthwiseRow {
   const int8_t* const* rows;  // kh pointers, never nullptr
   int64_t w, oc, kh, kw, stride_w, pad_left, ow;
-  const int32_t* weights;  // [kh * kw][weight_stride]: w as int32 with its high 16 bits 0 (widened per call; nullptr when quad_channels = oc)
+  // [kh * kw][weight_stride]: w as int32 with its high 16 bits 0 (widened per call; nullptr
+  // when quad_channels = oc)
+  const int32_t* weights;
   int64_t weight_stride;   // oc_padded
   ChannelRequant rq;
   int32_t input_zero_point;  // value of padding positions
