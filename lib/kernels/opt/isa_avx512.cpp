@@ -612,152 +612,34 @@ void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv,
 
 namespace {
 
-// ---------------------------------------------------------------------------------------
-// 3x3 depthwise on vpdpbusd, over blocks of 64 channels.
-//
-// vpdpbusd adds four u8 x s8 products per int32 lane; lane j of 64 input bytes holds channels
-// 4j .. 4j + 3. Tap t's weights are laid out once per byte position b, W[t][b], with channel
-// 4j + b's weight at byte b of lane j and zeros elsewhere, so vpdpbusd(acc_b, x, W[t][b]) adds
-// exactly channel (4j + b)'s product to lane j of accumulator b. The inputs enter as
-// u8 = q + 128 (an xor), the bias as bias - 128 sum_t w (as in the vnni GEMM). Per output and
-// 16 channels: 9 vpdpbusd, 3/4 of a load and of an xor, no widening (the 16-channel kernel's
-// vpmovsxbd runs one per cycle, its vpmovdb one per two), and the four requantized vectors
-// leave packed together: two vpackssdw, one vpacksswb, one vpshufb (lane L of the pack holds
-// y_b[4L .. 4L + 3] for each b; the shuffle interleaves them into channel order), one 64-byte
-// store. MobileNet v1's 3x3 layers of 128 to 1024 channels: about 20% faster than 16 channels
-// at a time. A 32-channel form (16-bit pairs zero-extended to lanes, two accumulators) measured
-// no faster than the 16-channel kernel, which keeps the channels past the last 64.
-//
-// pack_depthwise_quad_avx512 lays out, per block from channel c0, W at 36 c0 bytes ([9][4][64])
-// and the constants at 5 c0 int32 ([4][5][16]: bias, multiplier, odd lanes' multiplier,
-// rounding addend, shift of the fast form; lane j of row b for channel c0 + 4j + b).
-
-constexpr int kQuadConsts = 5;
-
-inline __m512i quad_load(const int8_t* p) {
-  return _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_set1_epi8(static_cast<char>(0x80)));
-}
-
-// The 3x3 window's inputs: x[k][r] = column ix0 + k of row r.
-using DwWindow = __m512i[3][3];
-
-struct QuadBlock {
-  const int8_t* w;    // [9][4][64]
-  const int32_t* c;   // [4][kQuadConsts][16]
-  OutBytes ob;
-  __m512i shuf;
-
-  // One output: the 4 accumulators over the window, requantized, packed, stored.
-  __attribute__((always_inline)) void output(const DwWindow& x, int8_t* out) const {
-    __m512i y[4];
-#pragma GCC unroll 4
-    for (int b = 0; b < 4; ++b) {
-      const int32_t* cb = c + b * kQuadConsts * 16;
-      __m512i acc = _mm512_load_si512(cb);
-#pragma GCC unroll 9
-      for (int tap = 0; tap < 9; ++tap)
-        acc = _mm512_dpbusd_epi32(acc, x[tap % 3][tap / 3], _mm512_load_si512(w + 64 * (tap * 4 + b)));
-      y[b] = Avx512::mbqm_fast(acc, _mm512_load_si512(cb + 16), _mm512_load_si512(cb + 32),
-                               _mm512_load_si512(cb + 48), _mm512_load_si512(cb + 64));
-    }
-    const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(y[0], y[1]), ob.zp16);
-    const __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(y[2], y[3]), ob.zp16);
-    const __m512i bytes = _mm512_shuffle_epi8(_mm512_packs_epi16(w01, w23), shuf);
-    _mm512_storeu_si512(out, _mm512_min_epi8(_mm512_max_epi8(bytes, ob.qmin), ob.qmax));
+// 3x3 depthwise on vpdpbusd in blocks of 64 channels (dw_quad.inc), on zmm registers.
+struct Quad512 {
+  using V = __m512i;
+  static constexpr int64_t kBytes = 64;
+  static V load(const void* p) { return _mm512_loadu_si512(p); }
+  static V load_xor(const int8_t* p) {
+    return _mm512_xor_si512(_mm512_loadu_si512(p), _mm512_set1_epi8(static_cast<char>(0x80)));
   }
+  static V bytes(int8_t v) { return _mm512_set1_epi8(static_cast<char>(v)); }
+  static V dpbusd(V acc, V x, V w) { return _mm512_dpbusd_epi32(acc, x, w); }
+  static V mbqm_fast(V x, V mult, V odd, V round, V shift) { return Avx512::mbqm_fast(x, mult, odd, round, shift); }
+  using Out = OutBytes;  // zp16, qmin, qmax (and a permutation this kernel does not use)
+  static Out out(const OutClamp& c) { return out_bytes(c); }
+  static V pack(const V* y, const Out& o, V shuf) {
+    const V w01 = _mm512_adds_epi16(_mm512_packs_epi32(y[0], y[1]), o.zp16);
+    const V w23 = _mm512_adds_epi16(_mm512_packs_epi32(y[2], y[3]), o.zp16);
+    const V packed = _mm512_shuffle_epi8(_mm512_packs_epi16(w01, w23), shuf);
+    return _mm512_min_epi8(_mm512_max_epi8(packed, o.qmin), o.qmax);
+  }
+  static void store(int8_t* p, V v) { _mm512_storeu_si512(p, v); }
 };
 
-template <int S>
-void dw_quad(const DepthwiseRow& t, int64_t c0) {
-  // vpshufb index: byte 4i + b of each 128-bit lane from byte 4b + i.
-  alignas(64) int8_t idx[64];
-  for (int k = 0; k < 64; ++k) idx[k] = static_cast<int8_t>(4 * (k % 4) + k % 16 / 4);
-  const QuadBlock q{t.quad_weights + 36 * c0, t.quad_consts + kQuadConsts * c0, out_bytes(t.clamp),
-                    _mm512_load_si512(idx)};
-  const __m512i pad = _mm512_set1_epi8(static_cast<char>(t.input_zero_point + 128));
-  const int64_t stride = t.oc, w = t.w;
-  const int8_t* const r0 = t.rows[0] + c0;
-  const int8_t* const r1 = t.rows[1] + c0;
-  const int8_t* const r2 = t.rows[2] + c0;
-  int8_t* const out = t.out + c0;
-  // Outputs whose window lies inside the row, as in depthwise_row_from.
-  const int64_t ox_lo = std::min<int64_t>((t.pad_left + S - 1) / S, t.ow);
-  int64_t ox_hi = w - 3 + t.pad_left >= 0 ? (w - 3 + t.pad_left) / S + 1 : 0;
-  ox_hi = std::clamp<int64_t>(ox_hi, ox_lo, t.ow);
-  auto edge = [&](int64_t ox) {
-    DwWindow x;
-    for (int k = 0; k < 3; ++k) {
-      const int64_t ix = ox * S - t.pad_left + k;
-      const bool in = ix >= 0 && ix < w;
-      x[k][0] = in ? quad_load(r0 + ix * stride) : pad;
-      x[k][1] = in ? quad_load(r1 + ix * stride) : pad;
-      x[k][2] = in ? quad_load(r2 + ix * stride) : pad;
-    }
-    q.output(x, out + ox * stride);
-  };
-  for (int64_t ox = 0; ox < ox_lo; ++ox) edge(ox);
-  if (ox_lo < ox_hi) {
-    DwWindow x;
-    int64_t ix = ox_lo * S - t.pad_left;
-    auto load_column = [&](int k, int64_t at) {
-      x[k][0] = quad_load(r0 + at * stride);
-      x[k][1] = quad_load(r1 + at * stride);
-      x[k][2] = quad_load(r2 + at * stride);
-    };
-    load_column(0, ix);
-    load_column(1, ix + 1);
-    for (int64_t ox = ox_lo; ox < ox_hi; ++ox, ix += S) {
-      if constexpr (S == 2) {
-        if (ox > ox_lo) load_column(1, ix + 1);
-      }
-      load_column(2, ix + 2);
-      q.output(x, out + ox * stride);
-#pragma GCC unroll 3
-      for (int r = 0; r < 3; ++r) {
-        if constexpr (S == 1) x[0][r] = x[1][r], x[1][r] = x[2][r];
-        else x[0][r] = x[2][r];
-      }
-    }
-  }
-  for (int64_t ox = ox_hi; ox < t.ow; ++ox) edge(ox);
-}
+#include "kernels/opt/dw_quad.inc"
 
 // depthwise_row: the vpdpbusd blocks, then the remaining channels 16 at a time.
 void depthwise_row_avx512(const DepthwiseRow& t) {
-  for (int64_t c0 = 0; c0 < t.quad_channels; c0 += 64) t.stride_w == 1 ? dw_quad<1>(t, c0) : dw_quad<2>(t, c0);
+  dw_quad_blocks<Quad512>(t);
   depthwise_row_from<Avx512>(t, t.quad_channels);
-}
-
-// IsaOps::pack_depthwise_quad: the layout above, for 3x3 kernels whose output stage has the
-// fast form, over the channels that fill blocks of 64.
-void pack_depthwise_quad_avx512(PackedConv& w) {
-  const int64_t quad = w.oc / 64 * 64;
-  if (w.kh != 3 || w.kw != 3 || !w.fast_requant || quad == 0) return;
-  w.dw_quad_weights.assign(static_cast<size_t>(36 * quad), 0);
-  w.dw_quad_consts.assign(static_cast<size_t>(kQuadConsts * quad), 0);
-  const int64_t stride = w.oc_padded;
-  for (int64_t c0 = 0; c0 < quad; c0 += 64)
-    for (int b = 0; b < 4; ++b) {
-      int8_t* wb = w.dw_quad_weights.data() + 36 * c0 + 64 * b;
-      int32_t* c = w.dw_quad_consts.data() + kQuadConsts * c0 + b * kQuadConsts * 16;
-      for (int j = 0; j < 16; ++j) {
-        const int64_t ch = c0 + 4 * j + b, odd = c0 + 4 * (j | 1) + b;
-        int64_t sum = 0;
-        for (int tap = 0; tap < 9; ++tap) {
-          const int8_t v = w.weights[static_cast<size_t>(tap * stride + ch)];
-          wb[tap * 4 * 64 + 4 * j + b] = v;
-          sum += v;
-        }
-        const int64_t bias = int64_t{w.bias[static_cast<size_t>(ch)]} - 128 * sum;  // in range: kernels::check
-        QATC_CHECK(bias >= INT32_MIN && bias <= INT32_MAX);
-        c[j] = static_cast<int32_t>(bias);
-        c[16 + j] = w.multiplier[static_cast<size_t>(ch)];
-        c[32 + j] = w.multiplier[static_cast<size_t>(odd)];
-        c[48 + j] = int32_t{1} << (w.fast_shift[static_cast<size_t>(ch)] - 1);
-        c[64 + j] = w.fast_shift[static_cast<size_t>(ch)];
-      }
-    }
-  w.dw_quad_channels = quad;
 }
 
 // kernels::quantize_float, 16 lanes at a time (as quantize_float_avx2).
@@ -802,7 +684,7 @@ const IsaOps& avx512_vnni_ops() {
                           quantize_range<Avx512>,
                           mbqm_batch<Avx512>,
                           quantize_float_avx512,
-                          pack_depthwise_quad_avx512};
+                          pack_depthwise_quad<Quad512>};
   return ops;
 }
 
