@@ -42,6 +42,23 @@ std::string memory_bound_note(const nlohmann::json& r) {
                      bound / (1 << 20));
 }
 
+// The per-layer table of an int8 result timed with --profile.
+std::string profile_text(const nlohmann::json& r) {
+  std::string o = fmt::format("  {:<24} {:<18} {:<16} {:>12} {:>9} {:>6} {:>7}\n", "layer", "op", "output", "MACs", "ms",
+                              "share", "GMAC/s");
+  for (const auto& l : r["layers"]) {
+    if (l["fused"].get<bool>()) {
+      o += fmt::format("  {:<24} {:<18} {:<16} (fused into the conv next to it)\n", l["name"].get<std::string>(),
+                       l["op"].get<std::string>(), l["output"].dump());
+      continue;
+    }
+    o += fmt::format("  {:<24} {:<18} {:<16} {:>12} {:>9.4f} {:>5.1f}% {:>7.1f}\n", l["name"].get<std::string>(),
+                     l["op"].get<std::string>(), l["output"].dump(), l["macs"].get<int64_t>(),
+                     l["ms_median"].get<double>(), 100.0 * l["share"].get<double>(), l["gmacs_per_s"].get<double>());
+  }
+  return o;
+}
+
 class Bench : public Command {
  public:
   explicit Bench(CLI::App& parent) {
@@ -56,6 +73,9 @@ class Bench : public Command {
         ->check(CLI::Range(0.0, 86400.0));
     app->add_option("--form", forms, "float, fakequant or int8 (repeat for several; default: every form the file has)");
     app->add_option("--set", o.sets, "override a recipe key, e.g. --set model.alpha=0.25");
+    app->add_flag("--profile", o.profile,
+                  "int8: also time every layer and print a table (median ms per layer, share, GMAC/s); the clock "
+                  "reads slow a run slightly");
     app->add_flag("--in-process", in_process, "time every form in this process (peak memory is then cumulative)");
     app->add_option("--save-int8", save_int8,
                     "write the int8 model it would time (a recipe's: random weights, quick calibration) to this file "
@@ -85,6 +105,7 @@ class Bench : public Command {
                                  r["latency_ms_median"].get<double>(), r["latency_ms_p90"].get<double>(),
                                  r["images_per_s"].get<double>(), r["peak_rss_bytes"].get<double>() / (1 << 20),
                                  memory_bound_note(r));
+      if (!g.json && r.contains("layers")) std::cerr << profile_text(r);
       results.push_back(r);
     }
     nlohmann::json out = {{"file", file}, {"results", results}};
@@ -99,6 +120,7 @@ class Bench : public Command {
                       quote(file) + " --in-process --form " + quote(form) + " --batch " + std::to_string(o.batch) +
                       " --runs " + std::to_string(o.max_runs) + " --seconds " + fmt::format("{}", o.max_seconds);
     for (const auto& s : o.sets) cmd += " --set " + quote(s);
+    if (o.profile) cmd += " --profile";
     FILE* p = popen(cmd.c_str(), "r");
     if (!p) fail("bench: cannot start {}", cmd);
     std::string text;

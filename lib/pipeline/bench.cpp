@@ -145,6 +145,41 @@ void make_own_code_resident() {
   std::fclose(f);
 }
 
+// One layer of a per-layer profile, and the run times recorded for it.
+struct LayerRow {
+  std::string name, op;
+  Shape output;
+  int64_t macs = 0;
+  bool fused = false;  // done by a neighbour's kernel (timed there)
+  std::vector<double> ms;
+};
+
+std::vector<LayerRow> profile_rows(const runtime::IntModel& m) {
+  std::vector<LayerRow> rows{{"input", "quantize", m.tensors[0].shape, 0, false, {}}};
+  for (const auto& l : m.layers)
+    rows.push_back({l.name, runtime::layer_kind(l), m.tensors[static_cast<size_t>(l.output)].shape,
+                    runtime::layer_macs(m, l), false, {}});
+  return rows;
+}
+
+nlohmann::json profile_json(std::vector<LayerRow>& rows, int64_t batch) {
+  double sum = 0;
+  std::vector<double> med;
+  for (auto& r : rows) {
+    std::sort(r.ms.begin(), r.ms.end());
+    med.push_back(r.ms.empty() ? 0.0 : r.ms[r.ms.size() / 2]);
+    sum += med.back();
+  }
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& r = rows[i];
+    const double gmacs = med[i] > 0 ? static_cast<double>(r.macs * batch) / (med[i] * 1e6) : 0.0;
+    out.push_back({{"name", r.name}, {"op", r.op}, {"output", r.output}, {"macs", r.macs}, {"ms_median", med[i]},
+                   {"share", sum > 0 ? med[i] / sum : 0.0}, {"gmacs_per_s", gmacs}, {"fused", r.fused}});
+  }
+  return out;
+}
+
 int64_t peak_rss_bytes() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -173,7 +208,14 @@ nlohmann::json bench_form(const std::filesystem::path& file, const std::string& 
   const int64_t rss_start = current_rss_bytes();  // the binary and its libraries, before any model
   Models m = build(file, form, o);
   std::unique_ptr<runtime::Executor> ex;  // int8: takes the model, keeping only its packed weights
+  std::vector<LayerRow> rows;
+  if (m.int8 && o.profile) rows = profile_rows(*m.int8);
   if (m.int8) ex = std::make_unique<runtime::Executor>(std::move(*m.int8), o.batch);
+  if (ex && o.profile) {
+    ex->set_profile(true);
+    for (size_t i = 0; i + 1 < rows.size(); ++i)
+      if (ex->done_by(i) >= 0) rows[i + 1].fused = true;
+  }
   const auto x = random_inputs(o.batch * m.input_floats, input_range(m.rc.data), 0xB0B);
   std::unique_ptr<train::Predictor> predictor;
   if (!m.int8) predictor = m.model->predictor(o.batch);
@@ -190,6 +232,10 @@ nlohmann::json bench_form(const std::filesystem::path& file, const std::string& 
     run_once();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     total += ms.back();
+    if (!rows.empty()) {
+      rows[0].ms.push_back(ex->input_ms());
+      for (size_t i = 0; i + 1 < rows.size(); ++i) rows[i + 1].ms.push_back(ex->layer_ms()[i]);
+    }
   }
   std::sort(ms.begin(), ms.end());
   const double median = ms[ms.size() / 2], p90 = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
@@ -204,6 +250,7 @@ nlohmann::json bench_form(const std::filesystem::path& file, const std::string& 
                       {"runs", ms.size()},
                       {"peak_rss_bytes", peak_rss_bytes()},
                       {"peak_rss_above_start_bytes", peak_rss_bytes() - rss_start}};
+  if (!rows.empty()) r["layers"] = profile_json(rows, o.batch);
   if (ex) {
     const int64_t pair = runtime::largest_activation_pair_bytes(ex->model(), o.batch);
     r["largest_activation_pair_bytes"] = pair;

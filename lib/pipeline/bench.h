@@ -19,6 +19,7 @@ struct BenchOptions {
   int64_t max_runs = 100;     // timed runs after two warm-up runs...
   double max_seconds = 10.0;  // ...stopping earlier (after at least 5) once this much time is spent
   std::vector<std::string> sets;  // --set overrides of a recipe
+  bool profile = false;  // int8: also time every layer (result key "layers")
 };
 
 // The forms `file` can be timed as: a recipe or float checkpoint: float, fakequant, int8; a
@@ -37,7 +38,12 @@ std::vector<std::string> bench_forms(const std::filesystem::path& file);
 // int8 result adds
 // "largest_activation_pair_bytes", "activation_arena_bytes" (the executor's) and, for an int8
 // model file, "model_file_bytes" and "memory_bound_bytes" = 1.5 * (file + pair), the bound of
-// docs/performance.md.
+// docs/performance.md. With o.profile, an int8 result adds "layers": per layer of the model,
+// in order (the input's quantization first), {"name", "op", "output" (shape), "macs",
+// "ms_median" (the median over the timed runs of the layer's time in a run), "share" (of the
+// sum of the medians), "gmacs_per_s", "fused" (a layer a neighbour's kernel computes, an Add
+// written by the conv before it or a Pad read through by the conv after it: its time is that
+// conv's)}.
 nlohmann::json bench_form(const std::filesystem::path& file, const std::string& form, const BenchOptions& o);
 
 // The int8 model bench times for `file` (a recipe's: random weights, quick calibration), e.g. to

@@ -89,18 +89,16 @@ nlohmann::json inspect_int(const runtime::IntModel& m) {
                         {"input", shape_json(ti.shape)},
                         {"output", shape_json(to.shape)},
                         {"activations", {{"bits", to.bits}, {"scale", to.scale}, {"zero_point", to.zero_point}}}};
-    int64_t p = 0, mac = 0;
+    int64_t p = 0;
+    const int64_t mac = runtime::layer_macs(m, l);
     if (const auto* c = std::get_if<runtime::ConvLayer>(&l.params)) {
       p = static_cast<int64_t>(c->weights.size() + c->bias.size());
-      // conv and depthwise: every weight is used once per output position.
-      mac = static_cast<int64_t>(c->weights.size()) * (c->kind == runtime::ConvKind::dense ? 1 : to.shape[0] * to.shape[1]);
       const auto [lo, hi] = std::minmax_element(c->weight_scales.begin(), c->weight_scales.end());
       j["weights"] = {{"bits", c->weight_bits}, {"scale_min", *lo}, {"scale_max", *hi}, {"zero_point", 0},
                       {"per_channel", *lo != *hi}};
       j["clamp"] = {c->qmin, c->qmax};
     } else if (const auto* f = std::get_if<runtime::FloatLayer>(&l.params)) {
       p = static_cast<int64_t>(f->weights.size() + f->bias.size());
-      mac = static_cast<int64_t>(f->weights.size()) * (f->dense ? 1 : to.shape[0] * to.shape[1]);
       j["float"] = true;
     }
     j["params"] = p;

@@ -2,6 +2,7 @@
 #include "runtime/executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -19,6 +20,9 @@
 
 namespace qatc::runtime {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 kernels::Conv2DParams conv_params(const ConvLayer& c, const Shape& in, const Shape& out, int64_t n, const QTensor& ti,
                                   const QTensor& to) {
@@ -222,6 +226,7 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
   // when the kernels can (opt::conv2d_add_qs8): the Add's output then lives from the conv on,
   // so that it never shares memory with the conv's input.
   fused_add_.assign(m.layers.size(), -1);
+  fused_pad_.assign(m.layers.size(), -1);
   if (!keep_all_tensors && !g_use_ref) {
     std::vector<int> readers(nt, 0);
     for (const auto& l : m.layers)
@@ -237,9 +242,33 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
       const auto& ts = m.tensors;
       const auto ap = add_params(*a, ts[static_cast<size_t>(add.inputs[0])], ts[static_cast<size_t>(add.inputs[1])],
                                  ts[static_cast<size_t>(add.output)], 1);
-      if (!opt::supports_conv2d_add(opt::active_isa(), ap)) continue;
+      const int64_t ic = ts[static_cast<size_t>(m.layers[i].input())].shape[2];
+      if (!opt::supports_conv2d_add(opt::gemm_isa(ic, c->kh, c->kw, ts[static_cast<size_t>(t)].shape[2]), ap))
+        continue;
       fused_add_[i] = static_cast<int>(i + 1);
       first[static_cast<size_t>(add.output)] = static_cast<int>(i);
+    }
+    // A Pad whose output only the next layer, a conv or depthwise conv, reads: the conv reads
+    // the Pad's input with the padding added to its own (its kernels read every position
+    // outside the input as the input's zero point, the value the Pad writes), and the Pad's
+    // output gets no memory: MobileNets' stride-2 ZeroPadding2D before a valid convolution.
+    for (size_t i = 0; i + 1 < m.layers.size(); ++i) {
+      const auto* pd = std::get_if<PadLayer>(&m.layers[i].params);
+      const auto* c = std::get_if<ConvLayer>(&m.layers[i + 1].params);
+      const int32_t t = m.layers[i].output, src = pd ? m.layers[i].input() : 0;
+      if (pd == nullptr || c == nullptr || c->kind == ConvKind::dense || m.layers[i + 1].input() != t ||
+          t == m.output || readers[static_cast<size_t>(t)] != 1)
+        continue;
+      const QTensor &ti = m.tensors[static_cast<size_t>(src)], &tp = m.tensors[static_cast<size_t>(t)];
+      const Shape& out = m.tensors[static_cast<size_t>(m.layers[i + 1].output)].shape;
+      const int64_t top = c->pad_top + pd->top, left = c->pad_left + pd->left;
+      if (ti.zero_point != tp.zero_point || ti.scale != tp.scale || ti.bits != tp.bits || top >= c->kh ||
+          left >= c->kw || (out[0] - 1) * c->stride_h - top > ti.shape[0] - 1 ||
+          (out[1] - 1) * c->stride_w - left > ti.shape[1] - 1)
+        continue;
+      fused_pad_[i + 1] = static_cast<int>(i);
+      first[static_cast<size_t>(t)] = -2;  // no memory
+      last_use[static_cast<size_t>(src)] = std::max(last_use[static_cast<size_t>(src)], static_cast<int>(i + 1));
     }
   }
   std::vector<ValueLife> values;  // the tensors with memory of their own
@@ -341,9 +370,15 @@ const int8_t* Executor::run_passes(int64_t n, const std::function<void(int8_t*, 
   const int64_t step = pass_ > 0 ? std::min(n, pass_) : n;
   reserve(step);
   const int64_t per = numel(m_.tensors[static_cast<size_t>(m_.output)].shape);
+  if (profile_) {
+    layer_ms_.assign(m_.layers.size(), 0.0);
+    input_ms_ = 0;
+  }
   for (int64_t b0 = 0; b0 < n; b0 += step) {
     const int64_t c = std::min(step, n - b0);
+    const auto t0 = profile_ ? Clock::now() : Clock::time_point{};
     quantize(data(0), b0, c);
+    if (profile_) input_ms_ += ms_since(t0);
     const int8_t* logits = run_layers(c);
     if (step == n) return logits;  // one pass: the logits stay in the arena
     out_.resize(static_cast<size_t>(n * per));
@@ -352,30 +387,70 @@ const int8_t* Executor::run_passes(int64_t n, const std::function<void(int8_t*, 
   return out_.data();
 }
 
+void Executor::set_profile(bool on) {
+  profile_ = on;
+  layer_ms_.assign(on ? m_.layers.size() : 0, 0.0);
+  input_ms_ = 0;
+}
+
 const int8_t* Executor::run_layers(int64_t n) {
-  auto buf = [&](int32_t t) { return data(static_cast<size_t>(t)); };
   for (size_t li = 0; li < m_.layers.size(); ++li) {
-    const IntLayer& l = m_.layers[li];
-    if (fused_add_[li] >= 0) {  // this conv and the Add after it, in one pass
-      const IntLayer& add = m_.layers[static_cast<size_t>(fused_add_[li])];
-      const auto& ts = m_.tensors;
-      const bool conv_first = add.inputs[0] == l.output;
-      const int32_t other = add.inputs[conv_first ? 1 : 0];
-      const auto p = conv_params(std::get<ConvLayer>(l.params), ts[static_cast<size_t>(l.input())].shape,
-                                 ts[static_cast<size_t>(l.output)].shape, n, ts[static_cast<size_t>(l.input())],
-                                 ts[static_cast<size_t>(l.output)]);
-      const auto a = add_params(std::get<AddLayer>(add.params), ts[static_cast<size_t>(add.inputs[0])],
-                                ts[static_cast<size_t>(add.inputs[1])], ts[static_cast<size_t>(add.output)], n);
-      opt::conv2d_add_qs8(buf(add.output), buf(l.input()), p, *packed_[li], buf(other), a, conv_first);
-      ++li;  // the Add is done
+    if (li + 1 < m_.layers.size() && fused_pad_[li + 1] == static_cast<int>(li)) continue;  // the next conv pads
+    if (!profile_) {
+      li = run_step(li, n);
       continue;
     }
+    const auto t0 = Clock::now();
+    const size_t first = li;
+    li = run_step(li, n);
+    layer_ms_[first] += ms_since(t0);
+  }
+  return data(static_cast<size_t>(m_.output));
+}
+
+size_t Executor::run_step(size_t li, int64_t n) {
+  auto buf = [&](int32_t t) { return data(static_cast<size_t>(t)); };
+  const IntLayer& l = m_.layers[li];
+  if (fused_pad_[li] < 0 && fused_add_[li] < 0) {
     ins_.clear();
     for (int32_t t : l.inputs) ins_.push_back(buf(t));
     // A reshape is a view: the planner gave its input and output the same buffer.
     if (!std::holds_alternative<ReshapeLayer>(l.params)) run_layer(li, ins_.data(), buf(l.output), n);
+    return li;
   }
-  return buf(m_.output);
+  // A conv reading through a fused Pad (the Pad's input, padded by its padding too) and/or
+  // writing the Add after it.
+  const auto& ts = m_.tensors;
+  const ConvLayer& c = std::get<ConvLayer>(l.params);
+  const IntLayer* pad = fused_pad_[li] >= 0 ? &m_.layers[static_cast<size_t>(fused_pad_[li])] : nullptr;
+  const int32_t src = pad ? pad->input() : l.input();
+  const int64_t top = pad ? std::get<PadLayer>(pad->params).top : 0, left = pad ? std::get<PadLayer>(pad->params).left : 0;
+  const QTensor &ti = ts[static_cast<size_t>(src)], &to = ts[static_cast<size_t>(l.output)];
+  if (c.kind == ConvKind::depthwise) {
+    auto p = dw_params(c, ti, to, n);
+    p.pad_top += top, p.pad_left += left;
+    opt::depthwise_conv2d_qs8(buf(l.output), buf(src), p, *packed_[li]);
+    return li;
+  }
+  auto p = conv_params(c, ti.shape, to.shape, n, ti, to);
+  p.pad_top += top, p.pad_left += left;
+  if (fused_add_[li] < 0) {
+    opt::conv2d_qs8(buf(l.output), buf(src), p, *packed_[li]);
+    return li;
+  }
+  const IntLayer& add = m_.layers[static_cast<size_t>(fused_add_[li])];
+  const bool conv_first = add.inputs[0] == l.output;
+  const int32_t other = add.inputs[conv_first ? 1 : 0];
+  const auto a = add_params(std::get<AddLayer>(add.params), ts[static_cast<size_t>(add.inputs[0])],
+                            ts[static_cast<size_t>(add.inputs[1])], ts[static_cast<size_t>(add.output)], n);
+  opt::conv2d_add_qs8(buf(add.output), buf(src), p, *packed_[li], buf(other), a, conv_first);
+  return li + 1;  // the Add is done
+}
+
+int Executor::done_by(size_t i) const {
+  if (i > 0 && fused_add_.at(i - 1) == static_cast<int>(i)) return static_cast<int>(i - 1);
+  if (i + 1 < fused_pad_.size() && fused_pad_[i + 1] == static_cast<int>(i)) return static_cast<int>(i + 1);
+  return -1;
 }
 
 void Executor::run_layer(size_t layer, const int8_t* const* inputs, int8_t* out, int64_t n) {

@@ -81,6 +81,17 @@ class Executor {
   // Bytes of activation memory the plan uses at the current batch size.
   int64_t arena_bytes() const { return static_cast<int64_t>(arena_.size()); }
 
+  // Per-layer timing (`qatc bench --profile`): while on, each run() / run_float() records the
+  // wall time of every layer over all its passes: layer_ms()[i] for layer i (a conv that writes
+  // the Add after it, fused, carries both; the Add's entry is then 0) and input_ms() for the
+  // quantization of the input. Off by default: two clock reads per layer.
+  void set_profile(bool on);
+  const std::vector<double>& layer_ms() const { return layer_ms_; }
+  double input_ms() const { return input_ms_; }
+  // The layer whose kernel also does layer i's work (fused: an Add the conv before it writes,
+  // a Pad the conv after it reads through), or -1.
+  int done_by(size_t i) const;
+
  private:
   void init(int64_t max_batch, bool keep_all_tensors);  // plans the arena, packs the weights
   void pack();
@@ -89,6 +100,8 @@ class Executor {
   // [b0, b0 + c) of the input into q, then the layers run on them.
   const int8_t* run_passes(int64_t n, const std::function<void(int8_t*, int64_t, int64_t)>& quantize);
   const int8_t* run_layers(int64_t n);
+  // Runs layer li (with the Add fused into it, if any); returns the last layer index it ran.
+  size_t run_step(size_t li, int64_t n);
   int8_t* data(size_t t) { return arena_.data() + offset_[t] * max_batch_; }
 
   std::unique_ptr<IntModel> owned_;  // the model, when the executor took it
@@ -108,6 +121,12 @@ class Executor {
   // Per layer: the Add layer whose output this conv writes itself (opt::conv2d_add_qs8; the
   // conv's own output is then never written and the Add is skipped), or -1.
   std::vector<int> fused_add_;
+  // Per layer: the Pad layer before this conv or depthwise conv whose padding it adds to its
+  // own, reading the Pad's input (the Pad is skipped and its output has no memory), or -1.
+  std::vector<int> fused_pad_;
+  bool profile_ = false;
+  std::vector<double> layer_ms_;  // per layer, the last run (profile_ only)
+  double input_ms_ = 0;
 };
 
 }  // namespace qatc::runtime

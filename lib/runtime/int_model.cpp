@@ -52,6 +52,15 @@ const char* layer_kind(const IntLayer& l) {
   return std::get<FloatLayer>(l.params).dense ? "float dense" : "float conv2d";
 }
 
+int64_t layer_macs(const IntModel& m, const IntLayer& l) {
+  const Shape& out = m.tensors[static_cast<size_t>(l.output)].shape;
+  if (const auto* c = std::get_if<ConvLayer>(&l.params))
+    return static_cast<int64_t>(c->weights.size()) * (c->kind == ConvKind::dense ? 1 : out[0] * out[1]);
+  if (const auto* f = std::get_if<FloatLayer>(&l.params))
+    return static_cast<int64_t>(f->weights.size()) * (f->dense ? 1 : out[0] * out[1]);
+  return 0;
+}
+
 void save_int_model(const std::filesystem::path& path, const IntModel& m) {
   write_file_atomic(path, encode_int_model(m));
 }

@@ -105,6 +105,10 @@ struct IntModel {
 };
 
 const char* layer_kind(const IntLayer& l);  // "conv2d", "dense", "depthwise_conv2d", "maxpool", ...
+// Multiply-accumulates of layer l per example: every weight of a conv, depthwise or float conv is
+// used once per output position, a dense layer's once; 0 for layers without weights (and for a
+// layer whose weights an executor has released).
+int64_t layer_macs(const IntModel& m, const IntLayer& l);
 
 void save_int_model(const std::filesystem::path& path, const IntModel& m);
 // The bytes save_int_model writes.

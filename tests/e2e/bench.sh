@@ -16,6 +16,24 @@ for r in j["results"]:
     assert r["peak_rss_bytes"] > 0, r
 PY
 then echo "ok: bench --json"; else echo "FAIL: bench --json: $out"; failures=$((failures + 1)); fi
+# --profile: every layer of the int8 model timed; MobileNet's stride-2 Pads fused into the
+# depthwise convs after them (no time of their own), the shares summing to one.
+out=$("$QATC" --json bench "$SRC/recipes/imagenet/mobilenet_v1_224.yaml" --set model.alpha=0.25 \
+      --set 'model.input=[128, 128, 3]' --form int8 --profile --seconds 0.1 --runs 5)
+if python3 - "$out" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])["results"][0]
+layers = r["layers"]
+assert layers[0]["name"] == "input" and len(layers) == 35, [l["name"] for l in layers]
+assert [l["name"] for l in layers if l["fused"]] == ["conv_pad_2", "conv_pad_4", "conv_pad_6", "conv_pad_12"], layers
+assert all(l["ms_median"] == 0 for l in layers if l["fused"]), layers
+assert all(l["ms_median"] > 0 and l["macs"] > 0 and l["gmacs_per_s"] > 0 for l in layers if "conv" in l["op"]), layers
+assert abs(sum(l["share"] for l in layers) - 1) < 1e-9, layers
+PY
+then echo "ok: bench --profile"; else echo "FAIL: bench --profile: $out"; failures=$((failures + 1)); fi
+out=$("$QATC" bench "$SRC/recipes/mnist/tfmot_cnn.yaml" --form int8 --profile --seconds 0.1 --runs 5 2>&1)
+if grep -q 'GMAC/s' <<<"$out" && grep -Eq '^  conv +conv2d +\[26,26,12\] +73008 ' <<<"$out"; then echo "ok: bench --profile table"
+else echo "FAIL: bench --profile table: $out"; failures=$((failures + 1)); fi
 # int8_file_bench RECIPE PAIR: the int8 model --save-int8 writes for RECIPE, timed as a file at
 # 1 thread: its size, largest activation pair (PAIR bytes), memory bound (docs/performance.md),
 # and a peak memory within it.

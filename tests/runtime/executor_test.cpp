@@ -120,3 +120,56 @@ TEST_CASE("executor: the activation arena of a chain is its largest pair") {
   CHECK(runtime::Executor(m, 3).arena_bytes() == 3 * 1280);
   CHECK(runtime::Executor(m, 1, /*keep_all_tensors=*/true).arena_bytes() == 1024 + 256 + 576 + 192 + 192);
 }
+
+TEST_CASE("executor: convs read through the Pads before them and a narrow 1x1 expansion runs on vpdpbusd; logits equal the reference") {
+  // e: 1x1 of 16 -> 64 channels (under amx, packed for avx512_vnni: opt::gemm_isa). p1, p2,
+  // p3: Pads only a conv or depthwise conv reads, fused into it (p3's 2 rows on top of a
+  // 3-row kernel); p4's 3 rows are not less than its 1x1 conv's kernel, so it runs itself.
+  const runtime::IntModel m = testing::int_model_from_recipe(R"(name: pads
+seed: 5
+data: {dataset: mnist}
+model:
+  input: [10, 10, 16]
+  layers:
+    - {type: conv2d, name: e, filters: 64, kernel: 1, activation: relu6}
+    - {type: zero_padding2d, name: p1, padding: [0, 1, 0, 1]}
+    - {type: depthwise_conv2d, name: dw, kernel: 3, strides: 2, padding: valid, activation: relu6}
+    - {type: zero_padding2d, name: p2, padding: [1, 1, 1, 1]}
+    - {type: conv2d, name: c, filters: 24, kernel: 3, strides: 2, padding: valid}
+    - {type: zero_padding2d, name: p3, padding: [2, 0, 0, 2]}
+    - {type: depthwise_conv2d, name: dw2, kernel: 3, padding: valid}
+    - {type: zero_padding2d, name: p4, padding: [3, 0, 0, 0]}
+    - {type: conv2d, name: c2, filters: 8, kernel: 1}
+    - {type: flatten, name: flat}
+    - {type: dense, name: logits, units: 5}
+)");
+  auto layer = [&](const std::string& name) {
+    for (size_t i = 0; i < m.layers.size(); ++i)
+      if (m.layers[i].name == name) return i;
+    FAIL("no layer " << name);
+    return size_t{0};
+  };
+  const int64_t n = 3;
+  const std::vector<uint8_t> px = random_pixels(m, n);
+  const std::vector<int8_t> expected = reference_logits(m, px, n);
+  for (opt::Isa isa : opt::supported_isas()) {
+    const std::string name = opt::to_string(isa);
+    CAPTURE(name);
+    runtime::set_kernels(name);
+    runtime::Executor got(m, n);
+    CHECK(got.done_by(layer("p1")) == static_cast<int>(layer("dw")));
+    CHECK(got.done_by(layer("p2")) == static_cast<int>(layer("c")));
+    CHECK(got.done_by(layer("p3")) == static_cast<int>(layer("dw2")));
+    CHECK(got.done_by(layer("p4")) == -1);
+    CHECK(std::memcmp(got.run(px.data(), n), expected.data(), expected.size()) == 0);
+    // Timed per layer, the same logits; a fused Pad takes no time of its own.
+    got.set_profile(true);
+    CHECK(std::memcmp(got.run(px.data(), n), expected.data(), expected.size()) == 0);
+    CHECK(got.layer_ms()[layer("p1")] == 0.0);
+    CHECK(got.layer_ms()[layer("dw")] > 0.0);
+  }
+  runtime::set_kernels("opt");
+  CHECK(opt::gemm_isa(16, 1, 1, 64) == (opt::active_isa() == opt::Isa::amx ? opt::Isa::avx512_vnni : opt::active_isa()));
+  CHECK(opt::gemm_isa(16, 1, 1, 48) == opt::active_isa());
+  CHECK(opt::gemm_isa(16, 3, 3, 64) == opt::active_isa());
+}

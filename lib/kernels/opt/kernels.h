@@ -93,6 +93,19 @@ struct PackedConv {
   // path's bias, multiplier, shift, left/right_shift; the others are empty.
 };
 
+// The instruction set a conv2d's (kh x kw over c channels, oc outputs) or, with kh = kw = 1,
+// a dense layer's GEMM weights are packed for, and so run on, under the active one: the active
+// one, except that on amx a 1x1 conv of c <= 32 input channels and oc >= 64 outputs (the
+// expansions of MobileNetV2) runs on avx512_vnni: a tile step takes 64 k, so a K of 16 or 24
+// uses a quarter or three eighths of each tdpbssd, and the sums go through memory to the output
+// stage, while the vpdpbusd kernel requantizes its accumulators in registers. Measured
+// (2026-11-28, `qatc --threads 1 --kernels amx|avx512_vnni bench mobilenet_v2_224.int8
+// --profile`, ms per layer, amx -> avx512_vnni): batch 1, 112x112 16 -> 96 0.432 -> 0.313,
+// 56x56 24 -> 144 0.165 -> 0.124, 28x28 32 -> 192 0.050 -> 0.043; batch 32: 15.96 -> 12.98,
+// 5.39 -> 4.81, 1.52 -> 1.54; narrower outputs do not gain (112x112 32 -> 16 at batch 32:
+// 3.43 -> 4.38), nor does the 3x3 first conv (K = 27: 7.26 -> 8.84).
+Isa gemm_isa(int64_t c, int64_t kh, int64_t kw, int64_t oc);
+
 // rows_packed, if given, is called as the packing stops reading the weights of output
 // channels [0, rows) (after each panel of the vnni and amx layouts), so that an owner
 // releasing the source as it goes holds a large layer once, not twice.

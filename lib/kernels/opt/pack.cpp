@@ -27,6 +27,11 @@ const IsaOps& ops_for(Isa isa) {
 
 }  // namespace detail
 
+Isa gemm_isa(int64_t c, int64_t kh, int64_t kw, int64_t oc) {
+  const Isa isa = active_isa();
+  return isa == Isa::amx && kh == 1 && kw == 1 && c <= 32 && oc >= 64 ? Isa::avx512_vnni : isa;
+}
+
 namespace {
 
 using detail::round_up;
@@ -81,7 +86,7 @@ PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, i
                      const int32_t* shift, int32_t input_zero_point, const RowsPacked& rows_packed) {
   PackedConv w;
   w.kind = kind;
-  w.isa = active_isa();
+  w.isa = gemm_isa(c, kh, kw, oc);
   w.c = c;
   w.kh = kh;
   w.kw = kw;
