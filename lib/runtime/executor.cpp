@@ -270,6 +270,22 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
       first[static_cast<size_t>(t)] = -2;  // no memory
       last_use[static_cast<size_t>(src)] = std::max(last_use[static_cast<size_t>(src)], static_cast<int>(i + 1));
     }
+    // A fused Add writes over its other input where nothing reads that input after it (a
+    // ResNet block's shortcut): each output byte is computed from the other input's byte at
+    // the same position, read just before, and the block's working set loses a tensor (at
+    // batch 1 a 56x56x256 one is 0.8 MB). Not when the conv reads that tensor itself, nor
+    // when the tensor is a view of another.
+    for (size_t i = 0; i + 1 < m.layers.size(); ++i) {
+      if (fused_add_[i] < 0) continue;
+      const IntLayer& add = m.layers[i + 1];
+      const int32_t out = add.output, other = add.inputs[add.inputs[0] == m.layers[i].output ? 1 : 0];
+      const int32_t src = fused_pad_[i] >= 0 ? m.layers[static_cast<size_t>(fused_pad_[i])].input() : m.layers[i].input();
+      if (other == src || other == m.layers[i].input() || alias_of[static_cast<size_t>(other)] >= 0 ||
+          last_use[static_cast<size_t>(other)] != static_cast<int>(i + 1))
+        continue;
+      alias_of[static_cast<size_t>(out)] = other;
+      last_use[static_cast<size_t>(other)] = std::max(last_use[static_cast<size_t>(other)], last_use[static_cast<size_t>(out)]);
+    }
   }
   std::vector<ValueLife> values;  // the tensors with memory of their own
   std::vector<size_t> value_tensor;
@@ -285,9 +301,9 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
   for (size_t v = 0; v < values.size(); ++v) offset_[value_tensor[v]] = plan.offset[v];
   arena_elems_ = plan.elems;
   if (!keep_all_tensors) pass_ = std::max<int64_t>(1, g_pass_bytes / std::max<int64_t>(1, arena_elems_));
-  for (const auto& l : m.layers) {  // views, in order (a view of a view)
+  for (const auto& l : m.layers) {  // views and in-place Adds, in order (a view of a view)
     const auto out = static_cast<size_t>(l.output);
-    if (alias_of[out] >= 0) offset_[out] = offset_[static_cast<size_t>(l.input())];
+    if (alias_of[out] >= 0) offset_[out] = offset_[static_cast<size_t>(alias_of[out])];
   }
   // Packing first: its transient (a layer's weights held twice) then never meets the arena.
   pack();

@@ -564,7 +564,7 @@ TEST_CASE("opt add equals ref, in place too") {
   }
 }
 
-TEST_CASE("opt conv2d_add equals ref conv2d then ref add (amx)") {
+TEST_CASE("opt conv2d_add equals ref conv2d then ref add, also in place over the other input (amx)") {
   if (!opt::isa_supported(opt::Isa::amx)) {
     MESSAGE("no amx on this CPU: conv2d_add_qs8 not tested");
     return;
@@ -617,6 +617,11 @@ TEST_CASE("opt conv2d_add equals ref conv2d then ref add (amx)") {
                          << " threads: " << diffs << " differ");
       CHECK(diffs == 0);
       CHECK(guard_ok);
+      // In place: the output over the other input (the executor's ResNet shortcuts).
+      std::vector<int8_t> io(other);
+      io.resize(static_cast<size_t>(size) + kGuard, kSentinel);
+      opt::conv2d_add_qs8(io.data(), in.data(), p, w, io.data(), a, conv_first);
+      CHECK(std::memcmp(io.data(), want.data(), want.size()) == 0);
     }
   }
   CHECK(fused > 30);

@@ -122,11 +122,12 @@ void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Depthwis
 void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, const PackedConv& w);
 
 // add_qs8 of conv2d_qs8's output and `other` in one pass (the conv's output as the Add's first
-// input when conv_first, else as its second): the conv's int8 output is added in registers
-// and never stored, exactly as the two kernels in turn. For conv2d weights packed for an ISA
-// where supports_conv2d_add holds (amx, and an Add whose left shift and input shifts allow
-// its int16-pair arithmetic, internal.h add_pairs_apply: with the converter's left shift 20,
-// input scales within 2^10 of each other); a.size must be the conv's output size.
+// input when conv_first, else as its second): the conv's int8 output goes through a small
+// buffer of the thread, in cache, never to memory, exactly as the two kernels in turn. For
+// conv2d weights packed for an ISA where supports_conv2d_add holds (amx, and an Add whose left
+// shift and input shifts allow its int16-pair arithmetic, internal.h add_pairs_apply: with the
+// converter's left shift 20, input scales within 2^10 of each other); a.size must be the
+// conv's output size. `out` may be `other` (in place), not `in`.
 bool supports_conv2d_add(Isa isa, const kernels::AddParams& a);
 void conv2d_add_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p, const PackedConv& w,
                     const int8_t* other, const kernels::AddParams& a, bool conv_first);
