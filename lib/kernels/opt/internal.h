@@ -66,8 +66,11 @@ inline ChannelRequant channel_requant(const PackedConv& w) {
 //   mbqm = floor((P + 2^30 - [P < -2^30] 2^31 + 2^(right-2) 2^32) / 2^(31 + right))
 //        = (hi32(Q) + 2^(right-2)) >> (right - 1),   Q = P + 2^30 - [P < -2^30] 2^31,
 // with hi32(Q) = floor(Q / 2^32) in [-2^30 - 1, 2^30], so the 32-bit sum cannot overflow.
-// Vector code: two vpmuldq (even and odd lanes), a compare, an add and a masked subtract per
-// half, one shuffle of the high halves, one add and one variable shift.
+// The rounding addend joins Q as 2^(right-2) 2^32 (|P| < 2^62, so Q stays below 2^63):
+//        = hi32(P + 2^30 + 2^(right-2) 2^32 - [P < -2^30] 2^31) >> (right - 1).
+// Vector code: two vpmuldq (even and odd lanes), and per half a compare, an add of the
+// 64-bit addend (per channel) and a masked subtract; one shuffle of the high halves and one
+// variable shift.
 inline bool fast_requant_applies(int32_t multiplier, int32_t shift) {
   return multiplier == 0 || shift <= -2;
 }

@@ -72,11 +72,25 @@ struct Avx512 {
 
   // mbqm's constants per lane. Generic form: multiplier (and its odd lanes moved down for
   // vpmuldq), left shift, right shift, its rounding mask 2^right - 1 and half mask >> 1.
-  // Fast form (internal.h, requant_fast): multiplier, odd multipliers, 2^(right-2), right - 1.
+  // Fast form (internal.h, requant_fast): multiplier, odd multipliers, right = right - 1,
+  // and the 64-bit addends of the even and odd lanes' products (fast_addends).
   struct Rq {
-    V mult, mult_odd, left, right, mask, half;
+    V mult, mult_odd, left, right, mask, half, ke, ko;
     bool any_left, fast;
   };
+  // The fast form's addends of the 64-bit products x * multiplier, even lanes' (ke) and odd
+  // lanes' (ko): 2^30 in the low dword and the rounding addend 2^(right - 2) of the lane's
+  // channel in the high one, so that the high dwords come out with the rounding added.
+  static void fast_addends(V round, V& ke, V& ko) {
+    const V c30 = _mm512_set1_epi32(1 << 30);
+    ke = _mm512_mask_mov_epi32(_mm512_slli_epi64(round, 32), 0x5555, c30);
+    ko = _mm512_mask_mov_epi32(round, 0x5555, c30);
+  }
+  static Rq fast_form(V mult, V fast_shift, V round) {
+    Rq q{mult, _mm512_srli_epi64(mult, 32), V{}, fast_shift, V{}, V{}, V{}, V{}, false, true};
+    fast_addends(round, q.ke, q.ko);
+    return q;
+  }
   static Rq rq_make(V mult, V shift, bool any_left) {
     const V zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
     const V right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
@@ -85,17 +99,16 @@ struct Avx512 {
                          _mm512_cmpeq_epi32_mask(mult, zero);
     if (ok == 0xFFFF) {
       const V r = _mm512_mask_mov_epi32(right, _mm512_cmpeq_epi32_mask(mult, zero), _mm512_set1_epi32(2));
-      return {mult, _mm512_srli_epi64(mult, 32), zero, _mm512_sub_epi32(r, one),
-              _mm512_sllv_epi32(one, _mm512_sub_epi32(r, _mm512_set1_epi32(2))), zero, false, true};
+      return fast_form(mult, _mm512_sub_epi32(r, one), _mm512_sllv_epi32(one, _mm512_sub_epi32(r, _mm512_set1_epi32(2))));
     }
     const V mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
     return {mult, _mm512_srli_epi64(mult, 32), _mm512_max_epi32(shift, zero), right, mask,
-            _mm512_srli_epi32(mask, 1), any_left, false};
+            _mm512_srli_epi32(mask, 1), V{}, V{}, any_left, false};
   }
-  // Fast form: right holds fast_shift and mask the rounding addend 2^(fast_shift - 1).
+  // Fast form from fast_shift: the rounding addend is 2^(fast_shift - 1).
   static Rq fast_rq(V mult, V shift) {
     const V one = _mm512_set1_epi32(1);
-    return {mult, _mm512_srli_epi64(mult, 32), V{}, shift, _mm512_sllv_epi32(one, _mm512_sub_epi32(shift, one)), V{}, false, true};
+    return fast_form(mult, shift, _mm512_sllv_epi32(one, _mm512_sub_epi32(shift, one)));
   }
   static Rq rq_channels(const ChannelRequant& c, int64_t off) {
     const V mult = _mm512_loadu_si512(c.multiplier + off);
@@ -107,6 +120,8 @@ struct Avx512 {
             _mm512_loadu_si512(c.right_shift + off),
             _mm512_loadu_si512(c.round_mask + off),
             _mm512_loadu_si512(c.round_half + off),
+            V{},
+            V{},
             c.any_left_shift,
             false};
   }
@@ -124,23 +139,22 @@ struct Avx512 {
   static V odd_lanes(V x) { return _mm512_shuffle_epi32(x, _MM_PERM_DDBB); }
 
   // The fast form (internal.h) from the pieces: multipliers of the even and odd lanes, the
-  // rounding addend and the shift.
-  static V mbqm_fast(V x, V mult, V mult_odd, V round, V shift) {
-    const V c30 = _mm512_set1_epi64(int64_t{1} << 30), c31 = _mm512_set1_epi64(int64_t{1} << 31);
-    const V thr = _mm512_set1_epi64(-(int64_t{1} << 30));
+  // addends of their products (fast_addends) and the shift. Per 16 values: 2 vpmuldq, 2
+  // vpshufd, 2 adds, 2 compares, 2 masked subtracts and the shift.
+  static V mbqm_fast(V x, V mult, V mult_odd, V ke, V ko, V shift) {
+    const V c31 = _mm512_set1_epi64(int64_t{1} << 31), thr = _mm512_set1_epi64(-(int64_t{1} << 30));
     const V pe = _mm512_mul_epi32(x, mult);
     const V po = _mm512_mul_epi32(odd_lanes(x), mult_odd);
-    V qe = _mm512_add_epi64(pe, c30), qo = _mm512_add_epi64(po, c30);
+    V qe = _mm512_add_epi64(pe, ke), qo = _mm512_add_epi64(po, ko);
     qe = _mm512_mask_sub_epi64(qe, _mm512_cmplt_epi64_mask(pe, thr), qe, c31);
     qo = _mm512_mask_sub_epi64(qo, _mm512_cmplt_epi64_mask(po, thr), qo, c31);
     // High dwords: the odd lanes' are in place in qo, the even lanes' move down from qe.
-    const V h = _mm512_mask_shuffle_epi32(qo, 0x5555, qe, _MM_PERM_DDBB);
-    return _mm512_srav_epi32(_mm512_add_epi32(h, round), shift);
+    return _mm512_srav_epi32(_mm512_mask_shuffle_epi32(qo, 0x5555, qe, _MM_PERM_DDBB), shift);
   }
 
   // fixed::multiply_by_quantized_multiplier, lane by lane, for multipliers != INT32_MIN.
   static V mbqm(V x, const Rq& q) {
-    if (q.fast) return mbqm_fast(x, q.mult, q.mult_odd, q.mask, q.right);
+    if (q.fast) return mbqm_fast(x, q.mult, q.mult_odd, q.ke, q.ko, q.right);
     if (q.any_left) {
       // x * 2^left saturated: where shifting back does not give x, the result is the
       // int32 bound of x's sign (INT32_MAX ^ (x >> 31) is INT32_MIN for negative x).
@@ -232,10 +246,10 @@ inline OutBytes out_bytes(const OutClamp& c) {
 
 // The per-channel constants of NV vectors of a panel, loaded once for all its rows (the
 // stores of the rows are char stores, which would otherwise force a reload per row). Fast
-// form: multiplier, odd-lane multiplier, rounding addend, shift; generic: Avx512::Rq.
+// form: multiplier, odd-lane multiplier, the products' addends, shift; generic: Avx512::Rq.
 template <int NV, bool kFast>
 struct PanelRq {
-  __m512i mult[NV], odd[NV], round[NV], shift[NV];
+  __m512i mult[NV], odd[NV], ke[NV], ko[NV], shift[NV];
   Avx512::Rq rq[kFast ? 1 : NV];
   PanelRq() = default;
   // The constants of NV vectors repeated to fill 4 (fast form only; NV divides 4).
@@ -247,7 +261,8 @@ struct PanelRq {
       for (int j = 0; j < NV; ++j) {
         r.mult[j] = k.mult[j % N];
         r.odd[j] = k.odd[j % N];
-        r.round[j] = k.round[j % N];
+        r.ke[j] = k.ke[j % N];
+        r.ko[j] = k.ko[j % N];
         r.shift[j] = k.shift[j % N];
       }
     return r;
@@ -260,7 +275,8 @@ struct PanelRq {
         const Avx512::Rq r = Avx512::fast_rq(_mm512_loadu_si512(q.multiplier + o), _mm512_loadu_si512(q.fast_shift + o));
         mult[v] = r.mult;
         odd[v] = r.mult_odd;
-        round[v] = r.mask;
+        ke[v] = r.ke;
+        ko[v] = r.ko;
         shift[v] = r.right;
       } else {
         rq[v] = Avx512::rq_channels(q, o);
@@ -278,7 +294,7 @@ __attribute__((always_inline)) inline __m512i requant_bytes(const __m512i* acc, 
     if (v >= NV) {
       y[v] = _mm512_setzero_si512();
     } else if constexpr (kFast) {
-      y[v] = Avx512::mbqm_fast(acc[v], k.mult[v], k.odd[v], k.round[v], k.shift[v]);
+      y[v] = Avx512::mbqm_fast(acc[v], k.mult[v], k.odd[v], k.ke[v], k.ko[v], k.shift[v]);
     } else {
       y[v] = Avx512::mbqm(acc[v], k.rq[v]);
     }
@@ -643,7 +659,7 @@ struct Quad512 {
   }
   static V bytes(int8_t v) { return _mm512_set1_epi8(static_cast<char>(v)); }
   static V dpbusd(V acc, V x, V w) { return _mm512_dpbusd_epi32(acc, x, w); }
-  static V mbqm_fast(V x, V mult, V odd, V round, V shift) { return Avx512::mbqm_fast(x, mult, odd, round, shift); }
+  static V mbqm_fast(V x, V mult, V odd, V ke, V ko, V shift) { return Avx512::mbqm_fast(x, mult, odd, ke, ko, shift); }
   using Out = OutBytes;  // zp16, qmin, qmax (and a permutation this kernel does not use)
   static Out out(const OutClamp& c) { return out_bytes(c); }
   static V pack(const V* y, const Out& o, V shuf) {

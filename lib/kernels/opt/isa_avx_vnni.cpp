@@ -58,7 +58,7 @@ struct Quad256 {
   static V load_xor(const int8_t* p) { return _mm256_xor_si256(load(p), _mm256_set1_epi8(static_cast<char>(0x80))); }
   static V bytes(int8_t v) { return _mm256_set1_epi8(static_cast<char>(v)); }
   static V dpbusd(V acc, V x, V w) { return _mm256_dpbusd_avx_epi32(acc, x, w); }
-  static V mbqm_fast(V x, V mult, V odd, V round, V shift) { return Avx2::mbqm_fast(x, mult, odd, round, shift); }
+  static V mbqm_fast(V x, V mult, V odd, V ke, V ko, V shift) { return Avx2::mbqm_fast(x, mult, odd, ke, ko, shift); }
   struct Out {
     V zp16, qmin, qmax;
   };
