@@ -69,6 +69,9 @@ kernels::ConcatParams concat_params(const ConcatLayer& c, const QTensor& to, int
   return p;
 }
 
+// The input of a two-input Add other than the tensor `conv_out` (the conv fused into it).
+int32_t add_other(const IntLayer& add, int32_t conv_out) { return add.inputs[add.inputs[0] == conv_out ? 1 : 0]; }
+
 kernels::PadParams pad_params(const PadLayer& pl, const QTensor& ti, const QTensor& to, int64_t n) {
   kernels::PadParams p{};
   p.n = n, p.h = ti.shape[0], p.w = ti.shape[1], p.c = ti.shape[2];
@@ -278,9 +281,8 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
     for (size_t i = 0; i + 1 < m.layers.size(); ++i) {
       if (fused_add_[i] < 0) continue;
       const IntLayer& add = m.layers[i + 1];
-      const int32_t out = add.output, other = add.inputs[add.inputs[0] == m.layers[i].output ? 1 : 0];
-      const int32_t src = fused_pad_[i] >= 0 ? m.layers[static_cast<size_t>(fused_pad_[i])].input() : m.layers[i].input();
-      if (other == src || other == m.layers[i].input() || alias_of[static_cast<size_t>(other)] >= 0 ||
+      const int32_t out = add.output, other = add_other(add, m.layers[i].output);
+      if (other == conv_source(i) || alias_of[static_cast<size_t>(other)] >= 0 ||
           last_use[static_cast<size_t>(other)] != static_cast<int>(i + 1))
         continue;
       alias_of[static_cast<size_t>(out)] = other;
@@ -411,7 +413,7 @@ void Executor::set_profile(bool on) {
 
 const int8_t* Executor::run_layers(int64_t n) {
   for (size_t li = 0; li < m_.layers.size(); ++li) {
-    if (li + 1 < m_.layers.size() && fused_pad_[li + 1] == static_cast<int>(li)) continue;  // the next conv pads
+    if (pad_read_through(li)) continue;  // the next conv pads
     if (!profile_) {
       li = run_step(li, n);
       continue;
@@ -439,7 +441,7 @@ size_t Executor::run_step(size_t li, int64_t n) {
   const auto& ts = m_.tensors;
   const ConvLayer& c = std::get<ConvLayer>(l.params);
   const IntLayer* pad = fused_pad_[li] >= 0 ? &m_.layers[static_cast<size_t>(fused_pad_[li])] : nullptr;
-  const int32_t src = pad ? pad->input() : l.input();
+  const int32_t src = conv_source(li);
   const int64_t top = pad ? std::get<PadLayer>(pad->params).top : 0, left = pad ? std::get<PadLayer>(pad->params).left : 0;
   const QTensor &ti = ts[static_cast<size_t>(src)], &to = ts[static_cast<size_t>(l.output)];
   if (c.kind == ConvKind::depthwise) {
@@ -456,7 +458,7 @@ size_t Executor::run_step(size_t li, int64_t n) {
   }
   const IntLayer& add = m_.layers[static_cast<size_t>(fused_add_[li])];
   const bool conv_first = add.inputs[0] == l.output;
-  const int32_t other = add.inputs[conv_first ? 1 : 0];
+  const int32_t other = add_other(add, l.output);
   const auto a = add_params(std::get<AddLayer>(add.params), ts[static_cast<size_t>(add.inputs[0])],
                             ts[static_cast<size_t>(add.inputs[1])], ts[static_cast<size_t>(add.output)], n);
   opt::conv2d_add_qs8(buf(add.output), buf(src), p, *packed_[li], buf(other), a, conv_first);
@@ -465,8 +467,15 @@ size_t Executor::run_step(size_t li, int64_t n) {
 
 int Executor::done_by(size_t i) const {
   if (i > 0 && fused_add_.at(i - 1) == static_cast<int>(i)) return static_cast<int>(i - 1);
-  if (i + 1 < fused_pad_.size() && fused_pad_[i + 1] == static_cast<int>(i)) return static_cast<int>(i + 1);
-  return -1;
+  return pad_read_through(i) ? static_cast<int>(i + 1) : -1;
+}
+
+bool Executor::pad_read_through(size_t i) const {
+  return i + 1 < fused_pad_.size() && fused_pad_[i + 1] == static_cast<int>(i);
+}
+
+int32_t Executor::conv_source(size_t i) const {
+  return fused_pad_[i] >= 0 ? m_.layers[static_cast<size_t>(fused_pad_[i])].input() : m_.layers[i].input();
 }
 
 void Executor::run_layer(size_t layer, const int8_t* const* inputs, int8_t* out, int64_t n) {

@@ -102,6 +102,8 @@ class Executor {
   const int8_t* run_layers(int64_t n);
   // Runs layer li (with the Add fused into it, if any); returns the last layer index it ran.
   size_t run_step(size_t li, int64_t n);
+  bool pad_read_through(size_t i) const;  // layer i is a Pad the conv after it reads through
+  int32_t conv_source(size_t i) const;    // the tensor conv layer i reads (a fused Pad's input)
   int8_t* data(size_t t) { return arena_.data() + offset_[t] * max_batch_; }
 
   std::unique_ptr<IntModel> owned_;  // the model, when the executor took it

@@ -617,32 +617,27 @@ void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv,
   // pass (kept apart from the requantization, whose constants already fill the registers).
   // The output may be the other input itself (in place): each output byte is written after
   // the other input's byte at its position is read.
+  constexpr int64_t kRuns = 8;  // the amx GEMM's group of tiles
+  QATC_CHECK_LE(nruns, kRuns);
   thread_local AlignedVector<int8_t> buf;
-  constexpr int64_t kRuns = 8;
-  for (int64_t r0 = 0; r0 < nruns; r0 += kRuns) {
-    const int64_t nr = std::min(kRuns, nruns - r0);
-    OutRun tmp[kRuns];
-    int64_t rows = 0;
-    for (int64_t ri = 0; ri < nr; ++ri) rows += runs[r0 + ri].rows;
-    int8_t* b = grow(buf, static_cast<size_t>(rows * width));
-    for (int64_t ri = 0; ri < nr; ++ri) {
-      tmp[ri] = {runs[r0 + ri].c, b, runs[r0 + ri].rows};
-      b += runs[r0 + ri].rows * width;
-    }
-    requant(tmp, nr, ldc, q, chan, ob, width, m);
-    for (int64_t ri = 0; ri < nr; ++ri) {
-      const int8_t* conv = tmp[ri].out;
-      int8_t* out = runs[r0 + ri].out;
-      if (ldo == width) {  // the run's rows are contiguous
-        const int64_t n = runs[r0 + ri].rows * width;
-        for (int64_t i = 0; i < n; i += 64) {
-          const __mmask64 mi = bytes_mask(std::min<int64_t>(64, n - i));
-          _mm512_mask_storeu_epi8(out + i, mi, add->apply(_mm512_maskz_loadu_epi8(mi, conv + i), out + i, mi));
-        }
-      } else {
-        for (int64_t r = 0; r < runs[r0 + ri].rows; ++r, out += ldo, conv += width)
-          _mm512_mask_storeu_epi8(out, m, add->apply(_mm512_maskz_loadu_epi8(m, conv), out, m));
+  OutRun tmp[kRuns];
+  int64_t rows = 0;
+  for (int64_t ri = 0; ri < nruns; ++ri) rows += runs[ri].rows;
+  int8_t* b = grow(buf, static_cast<size_t>(rows * width));
+  for (int64_t ri = 0; ri < nruns; b += runs[ri].rows * width, ++ri) tmp[ri] = {runs[ri].c, b, runs[ri].rows};
+  requant(tmp, nruns, ldc, q, chan, ob, width, m);
+  for (int64_t ri = 0; ri < nruns; ++ri) {
+    const int8_t* conv = tmp[ri].out;
+    int8_t* out = runs[ri].out;
+    if (ldo == width) {  // the run's rows are contiguous
+      const int64_t n = runs[ri].rows * width;
+      for (int64_t i = 0; i < n; i += 64) {
+        const __mmask64 mi = bytes_mask(std::min<int64_t>(64, n - i));
+        _mm512_mask_storeu_epi8(out + i, mi, add->apply(_mm512_maskz_loadu_epi8(mi, conv + i), out + i, mi));
       }
+    } else {
+      for (int64_t r = 0; r < runs[ri].rows; ++r, out += ldo, conv += width)
+        _mm512_mask_storeu_epi8(out, m, add->apply(_mm512_maskz_loadu_epi8(m, conv), out, m));
     }
   }
 }
