@@ -230,6 +230,7 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
   // so that it never shares memory with the conv's input.
   fused_add_.assign(m.layers.size(), -1);
   fused_pad_.assign(m.layers.size(), -1);
+  if (!g_use_ref) pack_adds();
   if (!keep_all_tensors && !g_use_ref) {
     std::vector<int> readers(nt, 0);
     for (const auto& l : m.layers)
@@ -246,7 +247,8 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
       const auto ap = add_params(*a, ts[static_cast<size_t>(add.inputs[0])], ts[static_cast<size_t>(add.inputs[1])],
                                  ts[static_cast<size_t>(add.output)], 1);
       const int64_t ic = ts[static_cast<size_t>(m.layers[i].input())].shape[2];
-      if (!opt::supports_conv2d_add(opt::gemm_isa(ic, c->kh, c->kw, ts[static_cast<size_t>(t)].shape[2]), ap))
+      if (!opt::supports_conv2d_add(opt::gemm_isa(ic, c->kh, c->kw, ts[static_cast<size_t>(t)].shape[2]), ap,
+                                    packed_add_[i + 1].get()))
         continue;
       fused_add_[i] = static_cast<int>(i + 1);
       first[static_cast<size_t>(add.output)] = static_cast<int>(i);
@@ -314,6 +316,21 @@ void Executor::init(int64_t max_batch, bool keep_all_tensors) {
 
 // The optimized kernels' weights are packed once, in the layout of the active ISA; an owning
 // executor frees each layer's int8 weights right after packing them.
+void Executor::pack_adds() {
+  packed_add_.clear();
+  packed_add_.resize(m_.layers.size());
+  if (!opt::add_table_used(opt::active_isa())) return;
+  for (size_t i = 0; i < m_.layers.size(); ++i) {
+    const IntLayer& l = m_.layers[i];
+    const auto* a = std::get_if<AddLayer>(&l.params);
+    if (a == nullptr || l.inputs.size() != 2) continue;
+    const auto& ts = m_.tensors;
+    auto t = std::make_unique<opt::PackedAdd>(opt::pack_add(add_params(
+        *a, ts[static_cast<size_t>(l.inputs[0])], ts[static_cast<size_t>(l.inputs[1])], ts[static_cast<size_t>(l.output)], 1)));
+    if (t->exact) packed_add_[i] = std::move(t);
+  }
+}
+
 void Executor::pack() {
   // What the packed copy replaces (the kernels read only the packed arrays), and the weight
   // scales, which only reports read: on NASNet 1.2 MB of per-channel arrays besides the weights.
@@ -461,7 +478,8 @@ size_t Executor::run_step(size_t li, int64_t n) {
   const int32_t other = add_other(add, l.output);
   const auto a = add_params(std::get<AddLayer>(add.params), ts[static_cast<size_t>(add.inputs[0])],
                             ts[static_cast<size_t>(add.inputs[1])], ts[static_cast<size_t>(add.output)], n);
-  opt::conv2d_add_qs8(buf(add.output), buf(src), p, *packed_[li], buf(other), a, conv_first);
+  opt::conv2d_add_qs8(buf(add.output), buf(src), p, *packed_[li], buf(other), a, conv_first,
+                      packed_add_[static_cast<size_t>(fused_add_[li])].get());
   return li + 1;  // the Add is done
 }
 
@@ -499,7 +517,12 @@ void Executor::run_layer(size_t layer, const int8_t* const* inputs, int8_t* out,
   } else if (const auto* a = std::get_if<AddLayer>(&l.params)) {
     const QTensor& t2 = m_.tensors[static_cast<size_t>(l.inputs[1])];
     const auto p = add_params(*a, ti, t2, to, n);
-    o ? opt::add_qs8(out, in, inputs[1], p) : ref::add_qs8(out, in, inputs[1], p);
+    if (!o)
+      ref::add_qs8(out, in, inputs[1], p);
+    else if (packed_add_[layer])
+      opt::add_qs8(out, in, inputs[1], p, *packed_add_[layer]);
+    else
+      opt::add_qs8(out, in, inputs[1], p);
   } else if (const auto* cc = std::get_if<ConcatLayer>(&l.params)) {
     const auto p = concat_params(*cc, to, n);
     o ? opt::concat_qs8(out, inputs, p) : ref::concat_qs8(out, inputs, p);

@@ -95,6 +95,7 @@ class Executor {
  private:
   void init(int64_t max_batch, bool keep_all_tensors);  // plans the arena, packs the weights
   void pack();
+  void pack_adds();  // packed_add_ (before the plan: a fused Add may need its tables)
   void reserve(int64_t n);
   // Runs n images in passes of up to pass_ images: quantize(q, b0, c) writes images
   // [b0, b0 + c) of the input into q, then the layers run on them.
@@ -120,6 +121,8 @@ class Executor {
   std::vector<const int8_t*> ins_;         // the current layer's inputs (kept: no allocation per run)
   bool opt_ = true;                        // optimized kernels (else the reference ones)
   std::vector<std::unique_ptr<opt::PackedConv>> packed_;  // per layer: packed weights (opt conv/dense/depthwise)
+  // Per Add layer: its tables (opt::pack_add) where the kernels add by tables; else null.
+  std::vector<std::unique_ptr<opt::PackedAdd>> packed_add_;
   // Per layer: the Add layer whose output this conv writes itself (opt::conv2d_add_qs8; the
   // conv's own output is then never written and the Add is skipped), or -1.
   std::vector<int> fused_add_;

@@ -561,7 +561,109 @@ TEST_CASE("opt add equals ref, in place too") {
       std::memcpy(out, a.data(), a.size());
       opt::add_qs8(out, out, gb.data(), p);
     });
+    // By tables (where the path adds by tables; the others take them and compute as above).
+    // The tiny output scales put A beyond its bound (|A| < 2^23): no tables, the same result.
+    const opt::PackedAdd t = opt::pack_add(p);
+    CHECK(t.exact == (i % 4 != 3));
+    expect_ref(want, fmt::format("add by tables size {}", n),
+               [&](int8_t* out) { opt::add_qs8(out, ga.data(), gb.data(), p, t); });
+    expect_ref(want, fmt::format("add by tables in place size {}", n), [&](int8_t* out) {
+      std::memcpy(out, b.data(), b.size());
+      opt::add_qs8(out, ga.data(), out, p, t);
+    });
   }
+}
+
+namespace {
+
+// All 65,536 (a, b) byte pairs, a varying fastest.
+struct BytePairs {
+  std::vector<int8_t> a, b;
+  BytePairs() : a(65536), b(65536) {
+    for (int i = 0; i < 65536; ++i) {
+      a[static_cast<size_t>(i)] = static_cast<int8_t>(i % 256 - 128);
+      b[static_cast<size_t>(i)] = static_cast<int8_t>(i / 256 - 128);
+    }
+  }
+};
+
+// The tables' own formula, clamp(floor((A1[a] + A2[b]) / 256), qmin, qmax), on every pair,
+// and the three byte planes as the kernels read them.
+size_t table_formula_diffs(const opt::PackedAdd& t, const BytePairs& pairs, const std::vector<int8_t>& want) {
+  size_t diffs = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const auto u1 = static_cast<uint8_t>(pairs.a[i]), u2 = static_cast<uint8_t>(pairs.b[i]);
+    const int64_t sum = int64_t{t.table[0][u1]} + t.table[1][u2];
+    const int64_t v = std::clamp<int64_t>(sum >= 0 ? sum / 256 : -((-sum + 255) / 256), t.params.qmin, t.params.qmax);
+    diffs += v != want[i];
+  }
+  for (int k = 0; k < 2; ++k)
+    for (int u = 0; u < 256; ++u) {
+      const int32_t a = t.table[k][u];
+      const auto h = static_cast<int16_t>(t.planes[k][1][u] | (t.planes[k][2][u] << 8));
+      diffs += a != 256 * int32_t{h} + t.planes[k][0][u] || std::abs(a) >= (1 << 23);
+    }
+  return diffs;
+}
+
+}  // namespace
+
+TEST_CASE("opt pack_add: the tables give ref add_qs8 on all 65,536 input pairs") {
+  // Natural Adds (make_add_params: the converter's, input scales up to e^4 apart, output
+  // scales 0.3-3 times the larger): tables always found. Then the corners of the parameters
+  // kernels::check accepts: left shifts 0-22, multipliers 0, 2^30 and 2^31 - 1, input shifts
+  // down to -31, output shifts up to +3 (a saturating left shift): where tables are found they
+  // must be exact (those the search cannot find are reported, and add_qs8 computes them).
+  Rng rng(433);
+  const BytePairs pairs;
+  std::vector<int8_t> want(65536);
+  for (int i = 0; i < 120; ++i) {
+    const double s1 = uniform_real(rng, 0.001, 0.1), s2 = s1 * std::exp(uniform_real(rng, -4.0, 4.0));
+    const int32_t zp_out = pick_zero_point(rng);
+    const Clamp c = pick_clamp(rng, zp_out);
+    const AddParams p = make_add_params(s1, pick_zero_point(rng), s2, pick_zero_point(rng),
+                                        std::max(s1, s2) * uniform_real(rng, 0.3, 3.0), zp_out, c.qmin, c.qmax, 65536);
+    const opt::PackedAdd t = opt::pack_add(p);
+    INFO("natural Add " << i << ": s2/s1 " << s2 / s1);
+    REQUIRE(t.exact);
+    ref::add_qs8(want.data(), pairs.a.data(), pairs.b.data(), p);
+    CHECK(table_formula_diffs(t, pairs, want) == 0);
+    if (i % 8 == 0)
+      expect_ref(want, fmt::format("add by tables, all pairs, natural Add {}", i),
+                 [&](int8_t* out) { opt::add_qs8(out, pairs.a.data(), pairs.b.data(), p, t); });
+  }
+  auto multiplier = [&](int pick) {
+    if (pick == 0) return int32_t{1} << 30;
+    if (pick == 1) return INT32_MAX;
+    return static_cast<int32_t>((int64_t{1} << 30) + static_cast<int64_t>(rng.next() % (uint64_t{1} << 30)));
+  };
+  int found = 0, cases = 0;
+  for (int32_t left_shift : {0, 1, 8, 9, 13, 20, 22})
+    for (int i = 0; i < 12; ++i, ++cases) {
+      AddParams p{};
+      p.size = 65536;
+      p.left_shift = left_shift;
+      p.input1_zero_point = pick_zero_point(rng), p.input2_zero_point = pick_zero_point(rng);
+      p.input1_multiplier = multiplier(i % 3), p.input1_shift = -uniform_int(rng, 0, i % 4 == 0 ? 31 : 12);
+      p.input2_multiplier = multiplier((i + 1) % 3), p.input2_shift = -uniform_int(rng, 0, i % 4 == 1 ? 31 : 12);
+      if (i == 5) p.input2_multiplier = 0, p.input2_shift = 0;
+      p.output_multiplier = multiplier(i % 3);
+      p.output_shift = i == 7 ? uniform_int(rng, 1, 3) : -left_shift + 1 - uniform_int(rng, 0, 8);
+      p.output_zero_point = pick_zero_point(rng);
+      const Clamp c = pick_clamp(rng, p.output_zero_point);
+      p.qmin = c.qmin, p.qmax = c.qmax;
+      const opt::PackedAdd t = opt::pack_add(p);
+      if (!t.exact) continue;
+      ++found;
+      ref::add_qs8(want.data(), pairs.a.data(), pairs.b.data(), p);
+      INFO("left shift " << left_shift << " case " << i);
+      CHECK(table_formula_diffs(t, pairs, want) == 0);
+      if (i % 4 == 2)
+        expect_ref(want, fmt::format("add by tables, all pairs, left shift {} case {}", left_shift, i),
+                   [&](int8_t* out) { opt::add_qs8(out, pairs.a.data(), pairs.b.data(), p, t); });
+    }
+  MESSAGE("tables found for " << found << " of " << cases << " corner-case Adds");
+  CHECK(found > cases / 2);
 }
 
 TEST_CASE("opt conv2d_add equals ref conv2d then ref add, also in place over the other input (amx)") {
@@ -682,18 +784,34 @@ TEST_CASE("opt conv2d_add: every pair of conv output and other input, left and i
           std::vector<int8_t> want(input.size());
           if (conv_first) ref::add_qs8(want.data(), input.data(), other.data(), a);
           else ref::add_qs8(want.data(), other.data(), input.data(), a);
-          std::vector<int8_t> got(want.size());
-          opt::conv2d_add_qs8(got.data(), input.data(), p, w, other.data(), a, conv_first);
-          size_t diffs = 0;
-          for (size_t k = 0; k < want.size(); ++k) diffs += got[k] != want[k];
-          INFO("conv2d_add left_shift " << left_shift << " shifts " << shift1 << " " << shift2
-                                        << (conv_first ? "" : ", conv second") << ": " << diffs << " differ");
-          CHECK(diffs == 0);
+          // The arithmetic form, then the tables.
+          const opt::PackedAdd table = opt::pack_add(a);
+          REQUIRE(table.exact);
+          for (const opt::PackedAdd* t : {static_cast<const opt::PackedAdd*>(nullptr), &table}) {
+            std::vector<int8_t> got(want.size());
+            opt::conv2d_add_qs8(got.data(), input.data(), p, w, other.data(), a, conv_first, t);
+            size_t diffs = 0;
+            for (size_t k = 0; k < want.size(); ++k) diffs += got[k] != want[k];
+            INFO("conv2d_add left_shift " << left_shift << " shifts " << shift1 << " " << shift2
+                                          << (conv_first ? "" : ", conv second") << (t ? ", by tables" : "") << ": "
+                                          << diffs << " differ");
+            CHECK(diffs == 0);
+          }
         }
-        // One step beyond the bound the fused form does not apply (the Add runs unfused).
+        // One step beyond the bound the arithmetic form does not apply (the Add runs unfused);
+        // by tables it does.
         AddParams beyond = a;
         beyond.input1_shift = -e_max - 1;
         CHECK_FALSE(opt::supports_conv2d_add(w.isa, beyond));
+        const opt::PackedAdd beyond_table = opt::pack_add(beyond);
+        REQUIRE(beyond_table.exact);
+        CHECK(opt::supports_conv2d_add(w.isa, beyond, &beyond_table) == opt::add_table_used(w.isa));
+        if (opt::add_table_used(w.isa)) {
+          std::vector<int8_t> want(input.size()), got(input.size());
+          ref::add_qs8(want.data(), other.data(), input.data(), beyond);
+          opt::conv2d_add_qs8(got.data(), input.data(), p, w, other.data(), beyond, false, &beyond_table);
+          CHECK(got == want);
+        }
       }
   }
   // The output stage above divides the sum of the terms by ~2^(left_shift - 1): a term one

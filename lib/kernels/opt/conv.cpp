@@ -187,17 +187,19 @@ void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
 }
 
 
-bool supports_conv2d_add(Isa isa, const kernels::AddParams& a) {
-  return isa == Isa::amx && detail::add_pairs_apply(a);
+bool supports_conv2d_add(Isa isa, const kernels::AddParams& a, const PackedAdd* table) {
+  return isa == Isa::amx && (detail::add_pairs_apply(a) || (table != nullptr && table->exact && add_table_used(isa)));
 }
 
 void conv2d_add_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p, const PackedConv& w,
-                    const int8_t* other, const kernels::AddParams& a, bool conv_first) {
-  QATC_CHECK(w.kind == PackedConv::Kind::conv2d && supports_conv2d_add(w.isa, a));
+                    const int8_t* other, const kernels::AddParams& a, bool conv_first, const PackedAdd* table) {
+  QATC_CHECK(w.kind == PackedConv::Kind::conv2d && supports_conv2d_add(w.isa, a, table));
+  if (table != nullptr) detail::check_table(*table, a);
   QATC_CHECK_EQ(a.size, p.n * p.oh * p.ow * p.oc);
   // The conv's own output never exists: `out` stands in for it in the conv's checks.
   kernels::check(a, out, other, other);
-  detail::AddFuse fuse{other, out, &a, conv_first};
+  const bool by_table = table != nullptr && table->exact && add_table_used(w.isa);
+  detail::AddFuse fuse{other, out, &a, conv_first, by_table ? table : nullptr};
   conv2d_run(out, in, p, w, &fuse);
 }
 

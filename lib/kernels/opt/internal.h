@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "core/error.h"
 #include "kernels/opt/isa.h"
 #include "kernels/opt/kernels.h"
 #include "kernels/params.h"
@@ -124,7 +125,25 @@ struct AddFuse {
   const int8_t* out;       // the output's first element
   const kernels::AddParams* add;
   bool conv_first;         // the conv's output is the Add's first input
+  const PackedAdd* table;  // the Add's tables (exact, add_table_used), or null: the arithmetic form
 };
+
+// The tables are those of the Add's parameters (pack_add; the size may differ).
+inline void check_table(const PackedAdd& t, const kernels::AddParams& p) {
+  const kernels::AddParams& q = t.params;
+  QATC_CHECK(q.input1_zero_point == p.input1_zero_point && q.input2_zero_point == p.input2_zero_point &&
+             q.output_zero_point == p.output_zero_point && q.left_shift == p.left_shift &&
+             q.input1_multiplier == p.input1_multiplier && q.input1_shift == p.input1_shift &&
+             q.input2_multiplier == p.input2_multiplier && q.input2_shift == p.input2_shift &&
+             q.output_multiplier == p.output_multiplier && q.output_shift == p.output_shift &&
+             q.qmin == p.qmin && q.qmax == p.qmax);
+}
+
+// Rows of an Add by its tables on AVX-512 VBMI (add_table_avx512.cpp; add_table_used):
+// out + r * ldo = Add(x1 + r * ld1, x2 + r * ld2) for r < rows, width bytes each. out may be
+// x1 or x2 (each 64 bytes are read before they are written).
+void add_table_rows(const PackedAdd& t, int8_t* out, int64_t ldo, const int8_t* x1, int64_t ld1, const int8_t* x2,
+                    int64_t ld2, int64_t rows, int64_t width);
 
 // One GEMM work unit: rows [m0, m1) of A times panels [p0, p1) of the packed weights.
 // Row m of A is output pixel m of the conv (b, oy, ox in NHWC order): its kh * kw * c inputs

@@ -594,7 +594,7 @@ void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv,
                          const AddFuse* fuse) {
   const OutBytes ob = out_bytes(clamp);
   std::optional<FusedAdd> add;
-  if (fuse != nullptr) add.emplace(*fuse);
+  if (fuse != nullptr && fuse->table == nullptr) add.emplace(*fuse);
   const __mmask64 m = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
   using Fn = void (*)(const OutRun*, int64_t, int64_t, const ChannelRequant&, int64_t, const OutBytes&, int64_t,
                       __mmask64);
@@ -608,7 +608,7 @@ void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv,
        {requant_rows_nv<1, true, true>, requant_rows_nv<2, true, true>, requant_rows_nv<3, true, true>,
         requant_rows_nv<4, true, true>}}};
   const Fn requant = kFns[add_bias ? 1 : 0][q.fast ? 1 : 0][nv - 1];
-  if (!add) {
+  if (fuse == nullptr) {
     requant(runs, nruns, ldc, q, chan, ob, ldo, m);
     return;
   }
@@ -626,6 +626,16 @@ void requant_rows_avx512(const OutRun* runs, int64_t nruns, int64_t ldc, int nv,
   int8_t* b = grow(buf, static_cast<size_t>(rows * width));
   for (int64_t ri = 0; ri < nruns; b += runs[ri].rows * width, ++ri) tmp[ri] = {runs[ri].c, b, runs[ri].rows};
   requant(tmp, nruns, ldc, q, chan, ob, width, m);
+  if (fuse->table != nullptr) {
+    const std::ptrdiff_t delta = fuse->other - fuse->out;
+    for (int64_t ri = 0; ri < nruns; ++ri) {
+      const int8_t* conv = tmp[ri].out;
+      const int8_t* other = runs[ri].out + delta;
+      add_table_rows(*fuse->table, runs[ri].out, ldo, fuse->conv_first ? conv : other, fuse->conv_first ? width : ldo,
+                     fuse->conv_first ? other : conv, fuse->conv_first ? ldo : width, runs[ri].rows, width);
+    }
+    return;
+  }
   for (int64_t ri = 0; ri < nruns; ++ri) {
     const int8_t* conv = tmp[ri].out;
     int8_t* out = runs[ri].out;

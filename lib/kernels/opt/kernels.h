@@ -121,6 +121,29 @@ void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Depthwis
                           const PackedConv& w);
 void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, const PackedConv& w);
 
+// An Add as two tables of 256 entries, one per input, indexed by the input byte: add_qs8's
+// result for inputs (q1, q2) is a function of the two bytes alone, and pack_add finds integers
+// A1, A2 with
+//   clamp(floor((A1[q1] + A2[q2]) / 256), qmin, qmax) == ref::add_qs8's output
+// for all 65,536 pairs, checked exhaustively (the search and why it succeeds: add_table.cpp,
+// docs/int8.md "The Add as two tables"). The avx512 paths then add with byte permutes
+// (vpermi2b, AVX-512 VBMI) and 16-bit adds: about 40 vector operations per 64 outputs against
+// the arithmetic form's 120. Where no such tables exist (not seen in practice) `exact` is
+// false and the kernels compute the Add arithmetically.
+struct PackedAdd {
+  bool exact = false;
+  kernels::AddParams params{};  // the Add's parameters (size aside, which the tables do not depend on)
+  // A_k[u] for the input byte q = (int8) u: A = 256 H + L, |A| < 2^23, stored as three byte
+  // planes [input][L, H & 255, H >> 8][u] (H = floor(A / 256) as int16, L = A mod 256).
+  alignas(64) uint8_t planes[2][3][256] = {};
+  int32_t table[2][256] = {};
+};
+// The tables of an Add (checked as add_qs8 checks its parameters).
+PackedAdd pack_add(const kernels::AddParams& p);
+// Whether the path adds by tables (the avx512 paths on a CPU with AVX-512 VBMI); elsewhere a
+// PackedAdd is accepted and unused.
+bool add_table_used(Isa isa);
+
 // add_qs8 of conv2d_qs8's output and `other` in one pass (the conv's output as the Add's first
 // input when conv_first, else as its second): the conv's int8 output goes through a small
 // buffer of the thread, in cache, never to memory, exactly as the two kernels in turn. For
@@ -128,15 +151,20 @@ void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, con
 // shift and input shifts allow its int16-pair arithmetic, internal.h add_pairs_apply: with the
 // converter's left shift 20, input scales within 2^10 of each other); a.size must be the
 // conv's output size. `out` may be `other` (in place), not `in`.
-bool supports_conv2d_add(Isa isa, const kernels::AddParams& a);
+// With `table` (pack_add(a), exact, and add_table_used(isa)) any Add is supported on amx and
+// computed by its tables.
+bool supports_conv2d_add(Isa isa, const kernels::AddParams& a, const PackedAdd* table = nullptr);
 void conv2d_add_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p, const PackedConv& w,
-                    const int8_t* other, const kernels::AddParams& a, bool conv_first);
+                    const int8_t* other, const kernels::AddParams& a, bool conv_first,
+                    const PackedAdd* table = nullptr);
 
 // Drop-in replacements of the ref kernels (the convolutions pack their weights on every call).
 void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p);
 void depthwise_conv2d_qs8(int8_t* out, const int8_t* in, const kernels::DepthwiseConv2DParams& p);
 void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p);
 void add_qs8(int8_t* out, const int8_t* a, const int8_t* b, const kernels::AddParams& p);
+// The same with the Add's tables (pack_add of p, size aside): used where add_table_used.
+void add_qs8(int8_t* out, const int8_t* a, const int8_t* b, const kernels::AddParams& p, const PackedAdd& table);
 void concat_qs8(int8_t* out, const int8_t* const* inputs, const kernels::ConcatParams& p);
 void maxpool2d_qs8(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p);
 void avgpool2d_qs8(int8_t* out, const int8_t* in, const kernels::Pool2DParams& p);
