@@ -116,16 +116,20 @@ GemmTask gemm_task(const int8_t* in, int8_t* out, const PackedConv& w, int32_t z
 
 // The amx GEMM reads its A tiles straight from the input (isa_amx.cpp): 16 output pixels
 // of one output row, 64 consecutive bytes of one input row each, a tile row stride of
-// stride_w * c apart. That needs the padding in memory: an unpadded conv's tiles read the
-// input itself, a padded one's a copy with the padding (the input zero point), in a buffer
-// of the calling thread kept between calls. (Reads past the end: isa_amx.cpp.)
-void amx_input(GemmTask& t, int64_t n) {
+// stride_w * c apart; the avx512_vnni GEMM in its row-group form (PackedConv::row_groups)
+// reads 4 bytes per kernel row of each output pixel likewise. That needs the padding in
+// memory: an unpadded conv's tiles read the input itself, a padded one's a copy with the
+// padding (the input zero point), in a buffer of the calling thread kept between calls. The
+// row-group form always reads a copy, as u8 (q ^ 0x80, vpdpbusd's unsigned operand), with
+// rows long enough for the last pixel's 4 bytes. (amx reads past the end: isa_amx.cpp.)
+void padded_input(GemmTask& t, int64_t n, bool u8) {
   const int64_t c = t.c;
   const int64_t hp = std::max(t.pad_top + t.h, (t.oh - 1) * t.stride_h + t.kh);
-  const int64_t wp = std::max(t.pad_left + t.w, (t.ow - 1) * t.stride_w + t.kw);
+  int64_t wp = std::max(t.pad_left + t.w, (t.ow - 1) * t.stride_w + t.kw);
+  if (u8) wp = std::max(wp, ((t.ow - 1) * t.stride_w * c + 4 + c - 1) / c);
   t.amx_h = hp;
   t.amx_w = wp;
-  if (hp == t.h && wp == t.w) {
+  if (!u8 && hp == t.h && wp == t.w) {
     t.amx_in = t.in;
     t.amx_end = t.in + n * t.h * t.w * c;
     return;
@@ -133,7 +137,8 @@ void amx_input(GemmTask& t, int64_t n) {
   thread_local AlignedVector<int8_t> buf;
   const int64_t size = n * hp * wp * c;
   int8_t* dst = detail::grow(buf, static_cast<size_t>(size));
-  const auto zp = static_cast<int8_t>(t.input_zero_point);
+  const auto flip = static_cast<uint8_t>(u8 ? 0x80 : 0);
+  const auto zp = static_cast<int8_t>(static_cast<uint8_t>(t.input_zero_point) ^ flip);
   const int64_t row = wp * c;
   const GemmTask& g = t;
   parallel_for(n * hp, std::max<int64_t>(1, (int64_t{1} << 16) / row), [&](int64_t r0, int64_t r1) {
@@ -145,7 +150,12 @@ void amx_input(GemmTask& t, int64_t n) {
         continue;
       }
       std::fill(d, d + g.pad_left * c, zp);
-      std::memcpy(d + g.pad_left * c, g.in + (b * g.h + iy) * g.w * c, static_cast<size_t>(g.w * c));
+      const int8_t* __restrict src = g.in + (b * g.h + iy) * g.w * c;
+      int8_t* __restrict mid = d + g.pad_left * c;
+      if (flip == 0)
+        std::memcpy(mid, src, static_cast<size_t>(g.w * c));
+      else
+        for (int64_t i = 0; i < g.w * c; ++i) mid[i] = static_cast<int8_t>(static_cast<uint8_t>(src[i]) ^ flip);
       std::fill(d + (g.pad_left + g.w) * c, d + row, zp);
     }
   });
@@ -172,7 +182,7 @@ void conv2d_run(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p, c
   // A 1x1 stride-1 unpadded conv reads the NHWC input rows as they are.
   t.contiguous = p.kh == 1 && p.kw == 1 && p.stride_h == 1 && p.stride_w == 1 &&
                  p.pad_top == 0 && p.pad_left == 0 && p.oh == p.h && p.ow == p.w;
-  if (w.isa == Isa::amx) amx_input(t, p.n);
+  if (w.isa == Isa::amx || w.row_groups) padded_input(t, p.n, w.row_groups);
   t.fuse = fuse;
   run_gemm(t, p.n * p.oh * p.ow, w);
 }
@@ -211,7 +221,7 @@ void dense_qs8(int8_t* out, const int8_t* in, const kernels::DenseParams& p, con
   t.h = t.w = t.oh = t.ow = t.kh = t.kw = t.stride_h = t.stride_w = 1;
   t.c = p.in_features;
   t.contiguous = true;
-  if (w.isa == Isa::amx) amx_input(t, p.n);
+  if (w.isa == Isa::amx) padded_input(t, p.n, false);
   run_gemm(t, p.n, w);
 }
 

@@ -46,6 +46,15 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // The k of one kernel row (kw * c) in the amx_s8 layout: a whole number of 64-byte steps.
 inline int64_t amx_segment(int64_t kw_c) { return round_up(kw_c, 64); }
 
+// A conv whose kernel rows hold at most 4 bytes (kw * c <= 4: a first conv on one channel, as
+// the MNIST CNNs'), with more than one of them, runs on the avx512_vnni GEMM in its row-group
+// form (PackedConv::row_groups): the vnni_u8 layout with each kernel row padded to one group
+// of 4 k, so that group ky of output pixel (oy, ox) is the 4 bytes of input row oy * stride_h
+// + ky from column ox * stride_w on (the 4th byte, if any, meets a zero weight). The GEMM
+// then reads its A in place from a padded u8 copy of the input, with no im2col: at 28x28 with
+// one channel the im2col cost twice the GEMM (isa_avx512.cpp, gemm_row_groups).
+inline bool row_groups_apply(int64_t c, int64_t kh, int64_t kw) { return kh > 1 && kw * c <= 4; }
+
 // The per-channel output stage arrays of a PackedConv (see kernels.h), all oc_padded long.
 struct ChannelRequant {
   const int32_t *bias, *multiplier, *left_shift, *right_shift, *round_mask, *round_half;
@@ -161,10 +170,11 @@ struct GemmTask {
   int64_t m0, m1, p0, p1;  // m1 - m0 <= kMaxGemmRows
   void* scratch;  // gemm_scratch_bytes(rows, k_padded) bytes, 64-aligned
   bool a_ready;   // scratch already holds A for these rows (the previous task's)
-  // amx: the input its tiles read in place, [n][amx_h][amx_w][c] with the conv's padding in
-  // it (output pixel (oy, ox) reads from row oy * stride_h and column ox * stride_w on), up
-  // to amx_end: the input itself when the conv is unpadded, else a padded copy (conv.cpp,
-  // amx_input).
+  // amx, and avx512_vnni with PackedConv::row_groups: the input its GEMM reads in place,
+  // [n][amx_h][amx_w][c] with the conv's padding in it (output pixel (oy, ox) reads from row
+  // oy * stride_h and column ox * stride_w on), up to amx_end: the input itself when an amx
+  // conv is unpadded, else a padded copy (as u8, q ^ 0x80, for row groups; conv.cpp,
+  // padded_input).
   const int8_t *amx_in, *amx_end;
   int64_t amx_h, amx_w;
   // amx: the output goes through an Add with `other` (same shape as out) before it is

@@ -12,7 +12,7 @@
 // bytes apart; one step of 64 k is 64 consecutive bytes of one input row, which the
 // amx_s8 layout makes true by padding each kernel row's kw * c bytes to a multiple of 64
 // (the bytes past it belong to the next pixels and meet zero weights). conv.cpp's
-// amx_input provides the input with its padding in memory; the few tiles whose reads run
+// padded_input provides the input with its padding in memory; the few tiles whose reads run
 // past its end read a copy of the rest (copy_tail_tiles).
 // Rows of a tile past the last pixel compute on whatever is there and are not stored.
 //

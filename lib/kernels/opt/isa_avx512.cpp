@@ -458,6 +458,7 @@ constexpr int64_t kKBlock = 128;   // groups of 4 k per K block: 512 bytes of ea
 struct StripArgs {
   const uint8_t* a;  // A at the strip's first row and the block's first k
   int64_t lda;
+  int64_t ldg;  // bytes from one group of 4 k of a row to the next: 4, or a row of the padded input (row groups)
   const int8_t* b;  // the panel at the block's first group: [kg][NV * 16][4]
   int64_t kg;
   int32_t* ctile;  // [MR][64] partial sums between K blocks
@@ -495,7 +496,8 @@ void vnni_strip(const StripArgs& s) {
   const uint8_t* a = s.a;
   const int8_t* b = s.b;
   const int64_t lda = s.lda;
-  for (int64_t g = 0; g < s.kg; ++g, a += 4, b += NV * 64) {
+  const int64_t ldg = s.ldg;
+  for (int64_t g = 0; g < s.kg; ++g, a += ldg, b += NV * 64) {
     __m512i bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_si512(b + 64 * v);
@@ -546,8 +548,52 @@ int64_t gemm_scratch_bytes(int64_t rows, int64_t k_padded) {
   return round_up(rows * k_padded, 64) + rows * 64 * 4 + 64;
 }
 
+// The row-group form (PackedConv::row_groups): A read in place from the padded u8 input,
+// group ky of output pixel (b, oy, ox) at amx_in + ((b * hp + oy * stride_h + ky) * wp +
+// ox * stride_w) * c. A strip's rows are consecutive pixels of one output row, stride_w * c
+// bytes apart; one K block (kh groups).
+void gemm_row_groups(const GemmTask& t) {
+  const PackedConv& w = *t.packed;
+  const auto* in = reinterpret_cast<const uint8_t*>(t.amx_in);
+  const int64_t hw_out = t.oh * t.ow;
+  StripArgs s{};
+  s.lda = t.stride_w * t.c;
+  s.ldg = t.amx_w * t.c;
+  s.kg = w.k_padded / 4;
+  s.first = s.last = true;
+  s.rq = &t.rq;
+  s.clamp = &t.clamp;
+  s.ldo = w.oc;
+  Strip sp[kMaxGemmRows / (kMR - 1) + 2];
+  for (int64_t m = t.m0; m < t.m1;) {
+    const int64_t b = m / hw_out, oy = (m % hw_out) / t.ow, ox = m % t.ow;
+    const int64_t rows = std::min(t.m1 - m, t.ow - ox);  // the rest of this output row
+    const uint8_t* base = in + ((b * t.amx_h + oy * t.stride_h) * t.amx_w + ox * t.stride_w) * t.c;
+    const int nstrips = plan_strips<kMR>(rows, sp);
+    for (int64_t p = t.p0; p < t.p1; ++p) {
+      const int64_t c0 = 64 * p;
+      const int nv = static_cast<int>(std::min<int64_t>(4, (w.oc - c0 + 15) / 16));
+      const int64_t width = std::min<int64_t>(64, w.oc - c0);
+      s.store_mask = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
+      s.chan = c0;
+      s.b = w.weights.data() + p * 64 * w.k_padded;
+      for (int i = 0; i < nstrips; ++i) {
+        const Strip& st = sp[i];
+        s.a = base + st.r0 * s.lda;
+        s.out = t.out + (m + st.r0) * w.oc + c0;
+        (t.rq.fast ? pick_strip<true>(st.mr, nv) : pick_strip<false>(st.mr, nv))(s);
+      }
+    }
+    m += rows;
+  }
+}
+
 void gemm(const GemmTask& t) {
   const PackedConv& w = *t.packed;
+  if (w.row_groups) {
+    gemm_row_groups(t);
+    return;
+  }
   const int64_t rows = t.m1 - t.m0, kp = w.k_padded, kg = kp / 4;
   auto* a = static_cast<uint8_t*>(t.scratch);
   auto* ctile = reinterpret_cast<int32_t*>(a + round_up(rows * kp, 64));
@@ -560,6 +606,7 @@ void gemm(const GemmTask& t) {
 
   StripArgs s{};
   s.lda = kp;
+  s.ldg = 4;
   s.rq = &t.rq;
   s.clamp = &t.clamp;
   s.ldo = w.oc;

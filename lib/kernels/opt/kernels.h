@@ -63,6 +63,9 @@ struct PackedConv {
   // for int16; amx: kh rows of kw * c rounded up to 64, internal.h), output channels in
   // panels of panel_oc.
   int64_t k = 0, k_padded = 0, panel_oc = 0, panels = 0;
+  // avx512_vnni conv2d: each kernel row is one group of 4 k (internal.h, row_groups_apply),
+  // and the GEMM reads A in place from a padded u8 copy of the input.
+  bool row_groups = false;
   // oc rounded up to 16 (a vector of int32 lanes): the length of every per-channel array below.
   int64_t oc_padded = 0;
   // Packed (int16 pairs for the portable and avx2 paths; depthwise: int8 [tap][oc_padded]).

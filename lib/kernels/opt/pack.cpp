@@ -29,7 +29,9 @@ const IsaOps& ops_for(Isa isa) {
 
 Isa gemm_isa(int64_t c, int64_t kh, int64_t kw, int64_t oc) {
   const Isa isa = active_isa();
-  return isa == Isa::amx && kh == 1 && kw == 1 && c <= 32 && oc >= 64 ? Isa::avx512_vnni : isa;
+  if (isa != Isa::amx) return isa;
+  const bool narrow_expansion = kh == 1 && kw == 1 && c <= 32 && oc >= 64;
+  return narrow_expansion || detail::row_groups_apply(c, kh, kw) ? Isa::avx512_vnni : isa;
 }
 
 namespace {
@@ -113,10 +115,11 @@ PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, i
       }
     }
     // Packed position kk -> original k (-1: a padding weight).
-    const int64_t seg = kw * c, segp = amx ? detail::amx_segment(seg) : 0;
-    w.k_padded = amx ? kh * segp : round_up(k, 4);
+    w.row_groups = kind == PackedConv::Kind::conv2d && w.isa == Isa::avx512_vnni && detail::row_groups_apply(c, kh, kw);
+    const int64_t seg = kw * c, segp = amx ? detail::amx_segment(seg) : w.row_groups ? 4 : 0;
+    w.k_padded = segp > 0 ? kh * segp : round_up(k, 4);
     auto source_k = [&](int64_t kk) -> int64_t {
-      if (!amx) return kk < k ? kk : -1;
+      if (segp == 0) return kk < k ? kk : -1;
       const int64_t r = kk % segp;
       return r < seg ? kk / segp * seg + r : -1;
     };
