@@ -255,16 +255,18 @@ std::vector<ConvGeom> opt_conv_geoms() {
   add(1, 8, 8, 64, 64, 3, 3, 1, 1, true);
   add(1, 6, 6, 160, 48, 3, 3, 1, 1, true);
   add(1, 5, 4, 1100, 33, 1, 1, 1, 0, false);
-  // Kernel rows of at most 4 bytes (kw * c <= 4): the avx512_vnni GEMM's row-group form
-  // (PackedConv::row_groups), widths 1 to 30 (strips of every size, rows ending anywhere),
-  // every stride and padding, several images (output rows across the tasks' row blocks).
-  for (int64_t c : {1, 2, 4})
-    for (int64_t kw = 1; kw * c <= 4; ++kw)
+  // Kernel rows of at most 12 bytes (kw * c <= 12): the avx512_vnni GEMM's row-group form
+  // (PackedConv::row_groups), 1 to 3 groups of 4 bytes per kernel row, widths 1 to 30 (strips
+  // of every size, rows ending anywhere), every stride and padding, several images (output
+  // rows across the tasks' row blocks).
+  for (int64_t c : {1, 2, 3, 4, 5, 12})
+    for (int64_t kw = 1; kw * c <= 12; kw += c == 1 ? 3 : 1)
       for (int64_t kh : {2, 3, 5})
         for (int64_t s : {1, 2})
           for (int64_t pad : {0, 1, 2}) add(2, kh + 3, 1 + (c * 7 + kw * 5 + kh * 3 + s + pad) % 30, c, 33, kh, kw, s, pad, pad != 1);
   add(32, 28, 28, 1, 32, 3, 3, 1, 1, true);  // the MNIST CNNs' first conv at batch 32
   add(3, 17, 30, 1, 70, 5, 4, 2, 2, true);
+  add(2, 33, 31, 3, 32, 3, 3, 2, 1, true);   // MobileNets' first conv, stride 2
   return v;
 }
 

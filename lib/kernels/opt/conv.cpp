@@ -121,12 +121,24 @@ GemmTask gemm_task(const int8_t* in, int8_t* out, const PackedConv& w, int32_t z
 // memory: an unpadded conv's tiles read the input itself, a padded one's a copy with the
 // padding (the input zero point), in a buffer of the calling thread kept between calls. The
 // row-group form always reads a copy, as u8 (q ^ 0x80, vpdpbusd's unsigned operand), with
-// rows long enough for the last pixel's 4 bytes. (amx reads past the end: isa_amx.cpp.)
+// rows long enough for the last pixel's kernel row (padded to groups of 4 bytes). (amx reads past the end: isa_amx.cpp.)
+// x ^= 0x80 on n bytes, 8 at a time.
+void xor_80(int8_t* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, x + i, 8);
+    v ^= 0x8080808080808080u;
+    std::memcpy(x + i, &v, 8);
+  }
+  for (; i < n; ++i) x[i] = static_cast<int8_t>(static_cast<uint8_t>(x[i]) ^ 0x80u);
+}
+
 void padded_input(GemmTask& t, int64_t n, bool u8) {
   const int64_t c = t.c;
   const int64_t hp = std::max(t.pad_top + t.h, (t.oh - 1) * t.stride_h + t.kh);
   int64_t wp = std::max(t.pad_left + t.w, (t.ow - 1) * t.stride_w + t.kw);
-  if (u8) wp = std::max(wp, ((t.ow - 1) * t.stride_w * c + 4 + c - 1) / c);
+  if (u8) wp = std::max(wp, ((t.ow - 1) * t.stride_w * c + t.packed->k_padded / t.kh + c - 1) / c);
   t.amx_h = hp;
   t.amx_w = wp;
   if (!u8 && hp == t.h && wp == t.w) {
@@ -150,12 +162,10 @@ void padded_input(GemmTask& t, int64_t n, bool u8) {
         continue;
       }
       std::fill(d, d + g.pad_left * c, zp);
-      const int8_t* __restrict src = g.in + (b * g.h + iy) * g.w * c;
-      int8_t* __restrict mid = d + g.pad_left * c;
-      if (flip == 0)
-        std::memcpy(mid, src, static_cast<size_t>(g.w * c));
-      else
-        for (int64_t i = 0; i < g.w * c; ++i) mid[i] = static_cast<int8_t>(static_cast<uint8_t>(src[i]) ^ flip);
+      const int8_t* src = g.in + (b * g.h + iy) * g.w * c;
+      int8_t* mid = d + g.pad_left * c;
+      std::memcpy(mid, src, static_cast<size_t>(g.w * c));
+      if (flip != 0) xor_80(mid, g.w * c);
       std::fill(d + (g.pad_left + g.w) * c, d + row, zp);
     }
   });

@@ -46,14 +46,14 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // The k of one kernel row (kw * c) in the amx_s8 layout: a whole number of 64-byte steps.
 inline int64_t amx_segment(int64_t kw_c) { return round_up(kw_c, 64); }
 
-// A conv whose kernel rows hold at most 4 bytes (kw * c <= 4: a first conv on one channel, as
-// the MNIST CNNs'), with more than one of them, runs on the avx512_vnni GEMM in its row-group
-// form (PackedConv::row_groups): the vnni_u8 layout with each kernel row padded to one group
-// of 4 k, so that group ky of output pixel (oy, ox) is the 4 bytes of input row oy * stride_h
-// + ky from column ox * stride_w on (the 4th byte, if any, meets a zero weight). The GEMM
-// then reads its A in place from a padded u8 copy of the input, with no im2col: at 28x28 with
-// one channel the im2col cost twice the GEMM (isa_avx512.cpp, gemm_row_groups).
-inline bool row_groups_apply(int64_t c, int64_t kh, int64_t kw) { return kh > 1 && kw * c <= 4; }
+// A conv whose kernel rows hold at most 12 bytes (kw * c <= 12: the first conv of an image
+// model, 3x3 over 1 or 3 channels), with more than one of them, runs on the avx512_vnni GEMM in
+// its row-group form (PackedConv::row_groups): the vnni_u8 layout with each kernel row padded
+// to whole groups of 4 k (segp = kw * c rounded up to 4), so that kernel row ky of output
+// pixel (oy, ox) is the segp bytes of input row oy * stride_h + ky from column ox * stride_w
+// on (the bytes past kw * c meet zero weights). The GEMM then reads its A in place from a
+// padded u8 copy of the input, with no im2col (isa_avx512.cpp, gemm_row_groups).
+inline bool row_groups_apply(int64_t c, int64_t kh, int64_t kw) { return kh > 1 && kw * c <= 12; }
 
 // The per-channel output stage arrays of a PackedConv (see kernels.h), all oc_padded long.
 struct ChannelRequant {

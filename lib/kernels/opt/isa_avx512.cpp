@@ -458,7 +458,10 @@ constexpr int64_t kKBlock = 128;   // groups of 4 k per K block: 512 bytes of ea
 struct StripArgs {
   const uint8_t* a;  // A at the strip's first row and the block's first k
   int64_t lda;
-  int64_t ldg;  // bytes from one group of 4 k of a row to the next: 4, or a row of the padded input (row groups)
+  // Groups of 4 k are 4 bytes apart, and after each gpr of them skip more bytes: an
+  // im2col'd A has one run (skip 0); the row-group form one run per kernel row, the next a
+  // row of the padded input further.
+  int64_t gpr, skip;
   const int8_t* b;  // the panel at the block's first group: [kg][NV * 16][4]
   int64_t kg;
   int32_t* ctile;  // [MR][64] partial sums between K blocks
@@ -496,8 +499,8 @@ void vnni_strip(const StripArgs& s) {
   const uint8_t* a = s.a;
   const int8_t* b = s.b;
   const int64_t lda = s.lda;
-  const int64_t ldg = s.ldg;
-  for (int64_t g = 0; g < s.kg; ++g, a += ldg, b += NV * 64) {
+  const int64_t gpr = s.gpr, skip = s.skip;
+  for (int64_t g = 0, j = 0; g < s.kg; ++g, b += NV * 64) {
     __m512i bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_si512(b + 64 * v);
@@ -507,6 +510,8 @@ void vnni_strip(const StripArgs& s) {
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
     }
+    a += 4;
+    if (++j == gpr) j = 0, a += skip;
   }
   if (!s.last) {
 #pragma GCC unroll 6
@@ -549,16 +554,18 @@ int64_t gemm_scratch_bytes(int64_t rows, int64_t k_padded) {
 }
 
 // The row-group form (PackedConv::row_groups): A read in place from the padded u8 input,
-// group ky of output pixel (b, oy, ox) at amx_in + ((b * hp + oy * stride_h + ky) * wp +
-// ox * stride_w) * c. A strip's rows are consecutive pixels of one output row, stride_w * c
-// bytes apart; one K block (kh groups).
+// kernel row ky of output pixel (b, oy, ox) the segp bytes at amx_in + ((b * hp + oy *
+// stride_h + ky) * wp + ox * stride_w) * c. A strip's rows are consecutive pixels of one
+// output row, stride_w * c bytes apart; one K block.
 void gemm_row_groups(const GemmTask& t) {
   const PackedConv& w = *t.packed;
   const auto* in = reinterpret_cast<const uint8_t*>(t.amx_in);
   const int64_t hw_out = t.oh * t.ow;
   StripArgs s{};
+  const int64_t segp = w.k_padded / w.kh;  // a kernel row's bytes, padded to groups of 4
   s.lda = t.stride_w * t.c;
-  s.ldg = t.amx_w * t.c;
+  s.gpr = segp / 4;
+  s.skip = t.amx_w * t.c - segp;
   s.kg = w.k_padded / 4;
   s.first = s.last = true;
   s.rq = &t.rq;
@@ -606,7 +613,8 @@ void gemm(const GemmTask& t) {
 
   StripArgs s{};
   s.lda = kp;
-  s.ldg = 4;
+  s.gpr = kg;
+  s.skip = 0;
   s.rq = &t.rq;
   s.clamp = &t.clamp;
   s.ldo = w.oc;

@@ -63,8 +63,8 @@ struct PackedConv {
   // for int16; amx: kh rows of kw * c rounded up to 64, internal.h), output channels in
   // panels of panel_oc.
   int64_t k = 0, k_padded = 0, panel_oc = 0, panels = 0;
-  // avx512_vnni conv2d: each kernel row is one group of 4 k (internal.h, row_groups_apply),
-  // and the GEMM reads A in place from a padded u8 copy of the input.
+  // avx512_vnni conv2d: each kernel row padded to whole groups of 4 k (internal.h,
+  // row_groups_apply), and the GEMM reads A in place from a padded u8 copy of the input.
   bool row_groups = false;
   // oc rounded up to 16 (a vector of int32 lanes): the length of every per-channel array below.
   int64_t oc_padded = 0;
@@ -106,11 +106,11 @@ struct PackedConv {
 // --profile`, ms per layer, amx -> avx512_vnni): batch 1, 112x112 16 -> 96 0.432 -> 0.313,
 // 56x56 24 -> 144 0.165 -> 0.124, 28x28 32 -> 192 0.050 -> 0.043; batch 32: 15.96 -> 12.98,
 // 5.39 -> 4.81, 1.52 -> 1.54; narrower outputs do not gain (112x112 32 -> 16 at batch 32:
-// 3.43 -> 4.38), nor does the 3x3 first conv (K = 27: 7.26 -> 8.84). A conv whose kernel rows
-// hold at most 4 bytes (internal.h, row_groups_apply: the MNIST CNNs' 3x3 first conv on one
-// channel) runs on avx512_vnni too, in its row-group form with no im2col: at 28x28 -> 32,
-// batch 32, 0.343 ms on amx (a 64-k step per 3-byte kernel row) and 0.385 on avx512_vnni with
-// im2col, 0.229 in the row-group form (2026-11-28, the kernel timed alone, fastest of 200).
+// 3.43 -> 4.38), nor does the 3x3 first conv (K = 27: 7.26 -> 8.84) as im2col'd. A conv
+// whose kernel rows hold at most 12 bytes (internal.h, row_groups_apply: a 3x3 first conv on
+// one or three channels) runs on avx512_vnni in its row-group form, with no im2col: 28x28x1
+// -> 32 at batch 32 0.343 ms on amx, 0.215 so; 224x224x3 -> 32 stride 2 at batch 8 1.39 and
+// 1.06 (2026-11-28, the kernel timed alone, fastest of 100; docs/int8.md).
 Isa gemm_isa(int64_t c, int64_t kh, int64_t kw, int64_t oc);
 
 // rows_packed, if given, is called as the packing stops reading the weights of output

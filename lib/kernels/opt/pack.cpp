@@ -116,7 +116,7 @@ PackedConv pack_gemm(PackedConv::Kind kind, int64_t c, int64_t kh, int64_t kw, i
     }
     // Packed position kk -> original k (-1: a padding weight).
     w.row_groups = kind == PackedConv::Kind::conv2d && w.isa == Isa::avx512_vnni && detail::row_groups_apply(c, kh, kw);
-    const int64_t seg = kw * c, segp = amx ? detail::amx_segment(seg) : w.row_groups ? 4 : 0;
+    const int64_t seg = kw * c, segp = amx ? detail::amx_segment(seg) : w.row_groups ? round_up(seg, 4) : 0;
     w.k_padded = segp > 0 ? kh * segp : round_up(k, 4);
     auto source_k = [&](int64_t kk) -> int64_t {
       if (segp == 0) return kk < k ? kk : -1;
