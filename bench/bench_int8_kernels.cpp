@@ -4,7 +4,7 @@
 //
 //   bench_int8_kernels [--threads N] [--batch B] [--repeats R] [--min-ms T] [--only NAME]
 //                      [--paths ref,portable,avx2,avx_vnni,avx512_vnni,amx] [--stat median|min]
-//                      [--model resnet50|mobilenet_v1|cnn_bn] [--peak-only]
+//                      [--model resnet50|mobilenet_v1|cnn_bn] [--peak-only] [--add]
 //
 // Per layer and path: the median (or with --stat min the fastest, which load from other work
 // disturbs least) over R repeats (bench/stats.h) of the time of one call, each
@@ -19,6 +19,9 @@
 // --model times every conv, depthwise and dense layer of the network instead (each distinct
 // shape once, weighted by its count) and prints the totals: the network's int8 MAC layers
 // end to end, without the elementwise ops. ref is left out unless --paths names it.
+//
+// --add times the residual Add of ResNet50's first stage (56x56x256 per image) on each path,
+// arithmetically and by its tables (opt::pack_add), and the time pack_add takes.
 //
 // The peak: a loop of 24 independent vpdpbusd zmm accumulator chains held in registers (far
 // more than latency x throughput; `objdump -d` of peak_avx512 shows no memory operand in the
@@ -339,11 +342,53 @@ Timing time_per_call(const std::function<void()>& f, int repeats, double min_s) 
   return {summary(wall), summary(cpu)};
 }
 
+// --add: the residual Add of ResNet50's first stage (56x56x256 per image, the converter's
+// parameters for two inputs of close scales) on each path, computed arithmetically and by its
+// tables (opt::pack_add, where the path adds by tables), checked against the reference.
+int run_add(const std::vector<std::string>& paths, int64_t batch, int repeats, double min_ms) {
+  Rng rng(11);
+  const int64_t n = batch * 56 * 56 * 256;
+  const std::vector<int8_t> a = random_bytes(rng, n), b = random_bytes(rng, n);
+  const AddParams p = make_add_params(0.041, -7, 0.029, 12, 0.063, -20, -128, 127, n);
+  std::vector<int8_t> want(static_cast<size_t>(n)), out(static_cast<size_t>(n));
+  ref::add_qs8(want.data(), a.data(), b.data(), p);
+  const auto t0 = std::chrono::steady_clock::now();
+  const opt::PackedAdd table = opt::pack_add(p);
+  const double pack_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("add 56x56x256 x %lld: %lld bytes per input; tables %s in %.2f ms\n", static_cast<long long>(batch),
+              static_cast<long long>(n), table.exact ? "found" : "not found", pack_ms);
+  std::printf("%-12s %10s %14s %10s %14s\n", "path", "arith ms", "ns/64 outputs", "tables ms", "ns/64 outputs");
+  for (const std::string& path : paths) {
+    if (path == "ref") continue;
+    opt::set_isa(opt::parse_isa(path));
+    std::printf("%-12s", path.c_str());
+    for (const bool by_table : {false, true}) {
+      if (by_table && !(table.exact && opt::add_table_used(opt::active_isa()))) {
+        std::printf(" %10s %14s", "-", "-");
+        continue;
+      }
+      const Timing s = time_per_call(
+          [&] {
+            if (by_table) opt::add_qs8(out.data(), a.data(), b.data(), p, table);
+            else opt::add_qs8(out.data(), a.data(), b.data(), p);
+          },
+          repeats, min_ms * 1e-3);
+      if (out != want) {
+        std::printf("\nMISMATCH: add on %s%s differs from ref\n", path.c_str(), by_table ? " by tables" : "");
+        return 1;
+      }
+      std::printf(" %10.3f %14.2f", s.wall * 1e3, s.wall * 1e9 * 64.0 / static_cast<double>(n));
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
+
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: bench_int8_kernels [--threads N] [--batch B] [--repeats R] [--min-ms T] "
                "[--only NAME] [--paths ref,portable,avx2,avx_vnni,avx512_vnni,amx] [--stat median|min] "
-               "[--model resnet50|mobilenet_v1|cnn_bn] [--peak-only]\n");
+               "[--model resnet50|mobilenet_v1|cnn_bn] [--peak-only] [--add]\n");
   std::exit(2);
 }
 
@@ -354,11 +399,11 @@ int main(int argc, char** argv) {
   int64_t batch = 1;
   double min_ms = 50;
   std::string only, paths_arg, model;
-  bool peak_only = false;
+  bool peak_only = false, add = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--peak-only") {
-      peak_only = true;
+    if (a == "--peak-only" || a == "--add") {
+      (a == "--add" ? add : peak_only) = true;
       continue;
     }
     if (i + 1 >= argc) usage();
@@ -420,6 +465,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "path %s is not supported by this CPU\n", p.c_str());
       return 2;
     }
+
+  if (add) return run_add(paths, batch, repeats, min_ms);
 
   std::vector<ModelLayer> layers;
   if (model == "resnet50") layers.assign(std::begin(kResNet50), std::end(kResNet50));

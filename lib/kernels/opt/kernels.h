@@ -109,8 +109,8 @@ struct PackedConv {
 // 3.43 -> 4.38), nor does the 3x3 first conv (K = 27: 7.26 -> 8.84) as im2col'd. A conv
 // whose kernel rows hold at most 12 bytes (internal.h, row_groups_apply: a 3x3 first conv on
 // one or three channels) runs on avx512_vnni in its row-group form, with no im2col: 28x28x1
-// -> 32 at batch 32 0.343 ms on amx, 0.215 so; 224x224x3 -> 32 stride 2 at batch 8 1.39 and
-// 1.06 (2026-11-28, the kernel timed alone, fastest of 100; docs/int8.md).
+// -> 32 at batch 32 0.351 ms on tiles, 0.315 so (2026-11-28, `bench_int8_kernels --model
+// cnn_bn --batch 32 --paths amx --only conv1_28_1_32`; docs/performance.md).
 Isa gemm_isa(int64_t c, int64_t kh, int64_t kw, int64_t oc);
 
 // rows_packed, if given, is called as the packing stops reading the weights of output
