@@ -22,8 +22,9 @@
 // fractional parts over P+ minus those over P-, in (-k, k): always <= k - 1. The reference is
 // such a floor but for its rounding of ties away from zero, which makes the constant inside
 // the floor depend on the sign of t1 + t2; a cycle broken by that is possible in principle and
-// has not been seen (the tests' thousands of random Adds, every model's). Where the search
-// fails, `exact` stays false and the kernels use the arithmetic form.
+// has not been seen (tests/kernels/opt_test.cpp: every random Add with the converter's
+// parameters). Where the search fails, or |A| would exceed 2^23 (an output scale far below the
+// inputs'), `exact` stays false and the kernels use the arithmetic form.
 //
 // The starting values are the linear estimate 256 (zo + 1/2 + (t1 + t2) mo 2^(so - 31)), which
 // most pairs already satisfy: the search takes a few passes of about 0.1 ms each.
