@@ -310,7 +310,9 @@ def print_report(doc):
     if a["unset_openblas_coretype"]:
         print("qatc float runs with OPENBLAS_CORETYPE removed from their environment (--unset-openblas-coretype)")
     print(f"Median latency per run of a batch (ms), {cpu}; ratios > 1 mean qatc int8 is faster."
-          + (f" With {a['repeats']} repeats: median of their medians (range)." if a["repeats"] > 1 else ""))
+          + (f" With {a['repeats']} repeats" + (f" ({a['int8_repeats']} of the int8 forms)"
+                                                 if a.get("int8_repeats", a["repeats"]) != a["repeats"] else "")
+             + ": median of their medians (range)." if a.get("int8_repeats", a["repeats"]) > 1 else ""))
     print()
     print(table(rows, a["torch_no_amx"]))
     print()
@@ -339,6 +341,10 @@ def main():
                     "1 s of timing per measurement, at most 30 s of waiting for an idle machine")
     ap.add_argument("--repeats", type=int, default=1, help="measurements of each form per configuration, "
                     "alternating the order; the median of the medians is reported (default 1)")
+    ap.add_argument("--int8-repeats", type=int, help="measurements of the two int8 forms (qatc int8, torch "
+                    "int8) per configuration, at least --repeats: the ones beyond --repeats time only them, "
+                    "still alternating, so the int8 comparison gets more samples of a noisy machine for little "
+                    "time (the float forms of large models take the longest); default --repeats")
     ap.add_argument("--seconds", type=float, help="timed seconds per measurement: qatc bench --seconds and "
                     "torch_infer.py --min-seconds (default 3; --quick 1)")
     ap.add_argument("--min-runs", type=int, help="torch_infer.py --min-runs (default 20; --quick 10)")
@@ -398,6 +404,10 @@ def main():
         args.idle_timeout = 30.0 if args.quick else 120.0
     if min(batches) < 1 or min(threads) < 1 or args.repeats < 1:
         ap.error("batches, threads and --repeats must be >= 1")
+    if args.int8_repeats is None:
+        args.int8_repeats = args.repeats
+    if args.int8_repeats < args.repeats:
+        ap.error("--int8-repeats must be at least --repeats")
     args.torch_env_dict = {}
     for kv in args.torch_env:
         key, sep, value = kv.partition("=")
@@ -445,7 +455,8 @@ def main():
         + f". qatc float runs use OpenBLAS {qatc_float_blas}.",
         f"timing: qatc bench --seconds {args.seconds:g} --runs {args.max_runs} (2 warm-up runs, then >= 5 runs and "
         f"{args.seconds:g} s); torch_infer.py >= {args.min_runs} runs and {args.seconds:g} s after warm-up, at most "
-        f"{args.max_runs} runs or {args.max_seconds:g} s; repeats {args.repeats}; idle wait: 1-min load < "
+        f"{args.max_runs} runs or {args.max_seconds:g} s; repeats {args.repeats}"
+        + (f" (int8 forms {args.int8_repeats})" if args.int8_repeats != args.repeats else "") + "; idle wait: 1-min load < "
         f"{args.idle_load:g} for up to {args.idle_timeout:g} s before each configuration"
         + (f"; 1-thread measurements of both sides pinned to CPU {args.pin_cpu}" if args.pin_cpu is not None else ""),
     ]
@@ -467,8 +478,10 @@ def main():
             {"load": loadavg(), "idle": os.getloadavg()[0] < args.idle_load, "waited_s": 0}
         forms = FORMS + ([NO_AMX_FORM] if args.torch_no_amx else [])
         runs = {f"{s} {f}": [] for s, f in forms}
-        for rep in range(args.repeats):
-            order = forms if rep % 2 == 0 else forms[::-1]
+        for rep in range(args.int8_repeats):
+            # Beyond --repeats only the int8 forms (each side's int8 and, with --torch-no-amx, its variant).
+            rep_forms = forms if rep < args.repeats else [f for f in forms if f[1].startswith("int8")]
+            order = rep_forms if rep % 2 == 0 else rep_forms[::-1]
             for side, form in order:
                 rec = measure(args, side, form, m, b, t)
                 runs[f"{side} {form}"].append(rec)
