@@ -114,14 +114,6 @@ GemmTask gemm_task(const int8_t* in, int8_t* out, const PackedConv& w, int32_t z
   return t;
 }
 
-// The amx GEMM reads its A tiles straight from the input (isa_amx.cpp): 16 output pixels
-// of one output row, 64 consecutive bytes of one input row each, a tile row stride of
-// stride_w * c apart; the avx512_vnni GEMM in its row-group form (PackedConv::row_groups)
-// reads 4 bytes per kernel row of each output pixel likewise. That needs the padding in
-// memory: an unpadded conv's tiles read the input itself, a padded one's a copy with the
-// padding (the input zero point), in a buffer of the calling thread kept between calls. The
-// row-group form always reads a copy, as u8 (q ^ 0x80, vpdpbusd's unsigned operand), with
-// rows long enough for the last pixel's kernel row (padded to groups of 4 bytes). (amx reads past the end: isa_amx.cpp.)
 // x ^= 0x80 on n bytes, 8 at a time.
 void xor_80(int8_t* x, int64_t n) {
   int64_t i = 0;
@@ -134,6 +126,15 @@ void xor_80(int8_t* x, int64_t n) {
   for (; i < n; ++i) x[i] = static_cast<int8_t>(static_cast<uint8_t>(x[i]) ^ 0x80u);
 }
 
+// The amx GEMM reads its A tiles straight from the input (isa_amx.cpp): 16 output pixels
+// of one output row, 64 consecutive bytes of one input row each, a tile row stride of
+// stride_w * c apart; the avx512_vnni GEMM in its row-group form (PackedConv::row_groups)
+// reads each kernel row of an output pixel (padded to groups of 4 bytes) likewise. That needs the padding in
+// memory: an unpadded conv's tiles read the input itself, a padded one's a copy with the
+// padding (the input zero point), in a buffer of the calling thread kept between calls. The
+// row-group form always reads a copy, as u8 (q ^ 0x80, vpdpbusd's unsigned operand), with
+// rows long enough for the last pixel's kernel row (padded to groups of 4 bytes). (amx reads
+// past the end: isa_amx.cpp.)
 void padded_input(GemmTask& t, int64_t n, bool u8) {
   const int64_t c = t.c;
   const int64_t hp = std::max(t.pad_top + t.h, (t.oh - 1) * t.stride_h + t.kh);
@@ -208,7 +209,7 @@ void conv2d_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p,
 
 
 bool supports_conv2d_add(Isa isa, const kernels::AddParams& a, const PackedAdd* table) {
-  return isa == Isa::amx && (detail::add_pairs_apply(a) || (table != nullptr && table->exact && add_table_used(isa)));
+  return isa == Isa::amx && (detail::add_pairs_apply(a) || detail::table_for(table, isa) != nullptr);
 }
 
 void conv2d_add_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& p, const PackedConv& w,
@@ -218,8 +219,7 @@ void conv2d_add_qs8(int8_t* out, const int8_t* in, const kernels::Conv2DParams& 
   QATC_CHECK_EQ(a.size, p.n * p.oh * p.ow * p.oc);
   // The conv's own output never exists: `out` stands in for it in the conv's checks.
   kernels::check(a, out, other, other);
-  const bool by_table = table != nullptr && table->exact && add_table_used(w.isa);
-  detail::AddFuse fuse{other, out, &a, conv_first, by_table ? table : nullptr};
+  detail::AddFuse fuse{other, out, &a, conv_first, detail::table_for(table, w.isa)};
   conv2d_run(out, in, p, w, &fuse);
 }
 

@@ -29,12 +29,13 @@ void add_qs8(int8_t* out, const int8_t* a, const int8_t* b, const kernels::AddPa
 void add_qs8(int8_t* out, const int8_t* a, const int8_t* b, const kernels::AddParams& p, const PackedAdd& table) {
   kernels::check(p, out, a, b);
   detail::check_table(table, p);
-  if (!table.exact || !add_table_used(active_isa())) {
+  const PackedAdd* t = detail::table_for(&table, active_isa());
+  if (t == nullptr) {
     add_qs8(out, a, b, p);
     return;
   }
   parallel_for(p.size, kGrainBytes, [&](int64_t i0, int64_t i1) {
-    detail::add_table_rows(table, out + i0, 0, a + i0, 0, b + i0, 0, 1, i1 - i0);
+    detail::add_table_rows(*t, out + i0, 0, a + i0, 0, b + i0, 0, 1, i1 - i0);
   });
 }
 

@@ -148,6 +148,12 @@ inline void check_table(const PackedAdd& t, const kernels::AddParams& p) {
              q.qmin == p.qmin && q.qmax == p.qmax);
 }
 
+// The tables an Add runs by on `isa`: `t` when given, exact and add_table_used(isa); else null
+// (the arithmetic form).
+inline const PackedAdd* table_for(const PackedAdd* t, Isa isa) {
+  return t != nullptr && t->exact && add_table_used(isa) ? t : nullptr;
+}
+
 // Rows of an Add by its tables on AVX-512 VBMI (add_table_avx512.cpp; add_table_used):
 // out + r * ldo = Add(x1 + r * ld1, x2 + r * ld2) for r < rows, width bytes each. out may be
 // x1 or x2 (each 64 bytes are read before they are written).

@@ -553,6 +553,17 @@ int64_t gemm_scratch_bytes(int64_t rows, int64_t k_padded) {
   return round_up(rows * k_padded, 64) + rows * 64 * 4 + 64;
 }
 
+// Points s at panel p of w (its channels, store mask and weights); returns its vectors of 16
+// channels (nv).
+int panel_args(StripArgs& s, const PackedConv& w, int64_t p) {
+  const int64_t c0 = 64 * p;
+  const int64_t width = std::min<int64_t>(64, w.oc - c0);  // channels of the panel
+  s.store_mask = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
+  s.chan = c0;
+  s.b = w.weights.data() + p * 64 * w.k_padded;
+  return static_cast<int>(std::min<int64_t>(4, (w.oc - c0 + 15) / 16));
+}
+
 // The row-group form (PackedConv::row_groups): A read in place from the padded u8 input,
 // kernel row ky of output pixel (b, oy, ox) the segp bytes at amx_in + ((b * hp + oy *
 // stride_h + ky) * wp + ox * stride_w) * c. A strip's rows are consecutive pixels of one
@@ -578,16 +589,11 @@ void gemm_row_groups(const GemmTask& t) {
     const uint8_t* base = in + ((b * t.amx_h + oy * t.stride_h) * t.amx_w + ox * t.stride_w) * t.c;
     const int nstrips = plan_strips<kMR>(rows, sp);
     for (int64_t p = t.p0; p < t.p1; ++p) {
-      const int64_t c0 = 64 * p;
-      const int nv = static_cast<int>(std::min<int64_t>(4, (w.oc - c0 + 15) / 16));
-      const int64_t width = std::min<int64_t>(64, w.oc - c0);
-      s.store_mask = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
-      s.chan = c0;
-      s.b = w.weights.data() + p * 64 * w.k_padded;
+      const int nv = panel_args(s, w, p);
       for (int i = 0; i < nstrips; ++i) {
         const Strip& st = sp[i];
         s.a = base + st.r0 * s.lda;
-        s.out = t.out + (m + st.r0) * w.oc + c0;
+        s.out = t.out + (m + st.r0) * w.oc + s.chan;
         (t.rq.fast ? pick_strip<true>(st.mr, nv) : pick_strip<false>(st.mr, nv))(s);
       }
     }
@@ -619,12 +625,8 @@ void gemm(const GemmTask& t) {
   s.clamp = &t.clamp;
   s.ldo = w.oc;
   for (int64_t p = t.p0; p < t.p1; ++p) {
-    const int64_t c0 = 64 * p;
-    const int nv = static_cast<int>(std::min<int64_t>(4, (w.oc - c0 + 15) / 16));
-    const int64_t width = std::min<int64_t>(64, w.oc - c0);  // channels of the panel
-    s.store_mask = width == 64 ? ~__mmask64{0} : (__mmask64{1} << width) - 1;
-    s.chan = c0;
-    const int8_t* panel = w.weights.data() + p * 64 * kp;
+    const int nv = panel_args(s, w, p);
+    const int8_t* panel = s.b;
     for (int64_t kb = 0; kb < nkb; ++kb) {
       const int64_t g0 = kb * kb_size;
       s.kg = std::min(kb_size, kg - g0);
@@ -635,7 +637,7 @@ void gemm(const GemmTask& t) {
         const Strip& st = sp[i];
         s.a = a + st.r0 * kp + 4 * g0;
         s.ctile = ctile + st.r0 * 64;
-        s.out = t.out + (t.m0 + st.r0) * w.oc + c0;
+        s.out = t.out + (t.m0 + st.r0) * w.oc + s.chan;
         (t.rq.fast ? pick_strip<true>(st.mr, nv) : pick_strip<false>(st.mr, nv))(s);
       }
     }
