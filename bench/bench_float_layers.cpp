@@ -2,7 +2,7 @@
 // the float inference executor on a preset network, and the register peak of vfmadd231ps.
 //
 //   bench_float_layers [--threads N] [--repeats R] [--batch B] [--only NAME] [--stat median|min]
-//                      [--model PRESET] [--peak-only]
+//                      [--model PRESET] [--gemm packed|blas] [--peak-only]
 //
 // Every row of kLayers is one layer of that model with the shapes it sees in training. Each
 // repeat runs forward then backward once; the median over repeats (or the minimum, which a busy
@@ -14,6 +14,8 @@
 // 1000 classes, random weights) times nn::InferenceEngine instead: every step of its forward (a
 // layer with its folded BatchNorm and fused activation) at batch B (default 1 here), then the
 // whole forward, in GMAC/s (1 multiply-add = 1 MAC) and, per CPU-second, as a share of the peak.
+// --gemm blas makes the convolutions use OpenBLAS instead of the packed-weights product
+// (nn/gemm_packed.h), which the engine uses by default on AVX-512F CPUs.
 //
 // The peak (--peak-only, and before --model): 24 independent vfmadd231ps zmm accumulator chains
 // (16 MACs each; 12 ymm chains of 8 without AVX-512) held in registers, enough to cover the FMA
@@ -38,6 +40,7 @@
 #include "core/blas_env.h"
 #include "core/rng.h"
 #include "core/threads.h"
+#include "nn/gemm_packed.h"
 #include "models/presets.h"
 #include "nn/activation.h"
 #include "nn/batchnorm.h"
@@ -292,7 +295,7 @@ int run_model(const std::string& preset, int64_t batch, int repeats, bool use_mi
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: bench_float_layers [--threads N] [--repeats R] [--batch B] [--only NAME] "
-               "[--stat median|min] [--model PRESET] [--peak-only]\n");
+               "[--stat median|min] [--model PRESET] [--gemm packed|blas] [--peak-only]\n");
   std::exit(2);
 }
 
@@ -303,6 +306,7 @@ int main(int argc, char** argv) {
   int threads = 2, repeats = 21;
   int64_t batch = 0;  // 0: 128 for the training layers, 1 for --model
   std::string only, model;
+  std::string gemm = nn::packed_gemm_supported() ? "packed" : "blas";
   bool use_min = false, peak_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -317,14 +321,17 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::max(1, std::atoi(v));
     else if (a == "--only") only = v;
     else if (a == "--model") model = v;
+    else if (a == "--gemm" && (std::string(v) == "packed" || std::string(v) == "blas")) gemm = v;
     else if (a == "--stat" && std::string(v) == "min") use_min = true;
     else if (a == "--stat" && std::string(v) == "median") use_min = false;
     else usage();
   }
   set_num_threads(threads);
   if (peak_only || !model.empty()) {
-    std::printf("float inference: %d thread(s), OpenBLAS core %s, %s of %d repeats\n", num_threads(),
-                blas_corename().c_str(), use_min ? "best" : "median", repeats);
+    nn::set_packed_gemm(gemm == "packed");
+    std::printf("float inference: %d thread(s), convolutions by %s, OpenBLAS core %s, %s of %d repeats\n",
+                num_threads(), gemm == "packed" ? "gemm_packed" : "OpenBLAS", blas_corename().c_str(),
+                use_min ? "best" : "median", repeats);
     const double peak_core = print_fma_peak(use_min);
     if (peak_only) return 0;
     return run_model(model, batch > 0 ? batch : 1, repeats, use_min, peak_core);

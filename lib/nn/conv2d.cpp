@@ -7,10 +7,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <vector>
 
 #include "core/error.h"
 #include "core/simd.h"
 #include "core/threads.h"
+#include "nn/gemm_packed.h"
 #include "nn/sgemm.h"
 
 namespace qatc::nn {
@@ -252,6 +254,11 @@ void fill_rows(float* out, int64_t ld, const float* b, int64_t rows, int64_t col
   for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * ld, b, static_cast<size_t>(cols) * sizeof(float));
 }
 
+// out[rows, cols] (rows ld floats apart) = 0.
+void zero_rows(float* out, int64_t ld, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) std::memset(out + r * ld, 0, static_cast<size_t>(cols) * sizeof(float));
+}
+
 // out[rows, cols] = residual + b broadcast over rows (out and residual: rows ld floats apart);
 // residual may be out.
 QATC_SIMD_CLONES
@@ -292,14 +299,18 @@ void forward_gemm(float* out, const float* in, const float* w, const float* b, c
   });
 }
 
-// Inference chunks: about this many floats of cols plus output per chunk (1 MB, the L2 cache),
-// unless the weights need more rows per chunk: at least kWeightReuse * oc positions, so that
-// packing the K x oc weights (once per product) costs at most 1/kWeightReuse of packing the cols.
+// Inference chunks. With OpenBLAS: about this many floats of cols plus output per chunk (1 MB,
+// the L2 cache), unless the weights need more rows per chunk: at least kWeightReuse * oc
+// positions, so that packing the K x oc weights (once per product) costs at most 1/kWeightReuse
+// of packing the cols. With weights packed at load (gemm_packed) nothing is packed per product;
+// a chunk then has at least kPackedRows positions, so that each slice of the weights, read from
+// memory once per chunk, serves that many rows.
 constexpr int64_t kInferChunkFloats = int64_t{1} << 18;
 constexpr int64_t kWeightReuse = 2;
+constexpr int64_t kPackedRows = 256;
 // With fewer chunks than this (small batches), each chunk's product is cut into blocks of at
-// least kMinBlockColumns output channels (a multiple of 16), so that threads can share it. Fixed
-// numbers, never the thread count: the result is the same on any number of threads.
+// least kMinBlockColumns output channels (a multiple of kPanel), so that threads can share it.
+// Fixed numbers, never the thread count: the result is the same on any number of threads.
 constexpr int64_t kMinItems = 4;
 constexpr int64_t kMinBlockColumns = 128;
 
@@ -312,19 +323,20 @@ struct InferPlan {
   int64_t block_cols;  // output channels per block (the last may have fewer)
 };
 
-InferPlan infer_plan_of(const Conv2DGeom& g) {
+InferPlan infer_plan_of(const Conv2DGeom& g, bool packed) {
   const int64_t K = patch_size(g);
   InferPlan p{};
   p.rows = g.n * g.oh;
-  const int64_t positions = std::max(kInferChunkFloats / (K + g.oc), kWeightReuse * g.oc);
+  const int64_t positions = packed ? std::max(kInferChunkFloats / (K + g.oc), kPackedRows)
+                                   : std::max(kInferChunkFloats / (K + g.oc), kWeightReuse * g.oc);
   p.chunks = ceil_div(p.rows, std::clamp<int64_t>(ceil_div(positions, g.ow), 1, p.rows));
   p.chunk_rows = ceil_div(p.rows, p.chunks);  // chunks of equal size
-  p.slot = is_pointwise(g) ? 0 : p.chunk_rows * g.ow * K;
+  p.slot = packed || is_pointwise(g) ? 0 : p.chunk_rows * g.ow * K;
   p.blocks = 1;
   p.block_cols = g.oc;
   if (p.chunks < kMinItems) {
     const int64_t blocks = std::clamp<int64_t>(ceil_div(kMinItems, p.chunks), 1, std::max<int64_t>(1, g.oc / kMinBlockColumns));
-    p.block_cols = ceil_div(ceil_div(g.oc, blocks), 16) * 16;
+    p.block_cols = ceil_div(ceil_div(g.oc, blocks), kPanel) * kPanel;
     p.blocks = ceil_div(g.oc, p.block_cols);
   }
   return p;
@@ -412,6 +424,70 @@ void input_grad_strided(float* din, const float* dout, const float* w, const Con
   }
 }
 
+// What the windows of gemm_packed's A read (no im2col): the input itself when every window lies
+// inside it, else a zero-padded copy. Window (i, oy, ox) starts at row oy*sh, column ox*sw of
+// image i of an h x w source, which holds the input at (pad_top, pad_left).
+struct Windows {
+  bool padded;
+  int64_t h, w;  // the source's size: the input's, or the windows' extent
+};
+
+Windows windows_of(const Conv2DGeom& g) {
+  const int64_t eh = (g.oh - 1) * g.stride_h + g.kh, ew = (g.ow - 1) * g.stride_w + g.kw;
+  if (g.pad_top == 0 && g.pad_left == 0 && eh <= g.h && ew <= g.w) return {false, g.h, g.w};
+  return {true, eh, ew};
+}
+
+// padded [n, src.h, src.w, c] = the input at (pad_top, pad_left), 0 elsewhere (the input's rows
+// and columns beyond the windows' extent are left out).
+void pad_input(float* padded, const float* in, const Conv2DGeom& g, const Windows& src) {
+  const int64_t x0 = std::min(g.pad_left, src.w), xn = std::clamp<int64_t>(src.w - g.pad_left, 0, g.w);
+  parallel_for(g.n * src.h, std::max<int64_t>(1, kChunkFloats / (src.w * g.c)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t img = r / src.h, iy = r % src.h - g.pad_top;
+      float* d = padded + r * src.w * g.c;
+      if (iy < 0 || iy >= g.h) {
+        std::memset(d, 0, static_cast<size_t>(src.w * g.c) * sizeof(float));
+        continue;
+      }
+      std::memset(d, 0, static_cast<size_t>(x0 * g.c) * sizeof(float));
+      std::memcpy(d + x0 * g.c, in + (img * g.h + iy) * g.w * g.c, static_cast<size_t>(xn * g.c) * sizeof(float));
+      std::memset(d + (x0 + xn) * g.c, 0, static_cast<size_t>((src.w - x0 - xn) * g.c) * sizeof(float));
+    }
+  });
+}
+
+// The packed-weights inference: A is the (padded) input read in place, row i the window of
+// output position i, one segment per kernel row (kw * c floats, one source row apart). Every
+// (chunk, column block) is one item for the threads.
+template <class Finish>
+void infer_packed(const InferPlan& p, const float* in, const float* w, bool started, const Conv2DGeom& g,
+                  float* workspace, Finish&& finish) {
+  const Windows src = windows_of(g);
+  const float* base = in;
+  if (src.padded) {
+    QATC_CHECK(workspace != nullptr);
+    pad_input(workspace, in, g, src);
+    base = workspace;
+  }
+  const int64_t K = patch_size(g);
+  for_each_item(p.chunks * p.blocks, p.chunks * p.blocks, [&](int64_t item, int64_t) {
+    const int64_t chunk = item / p.blocks, blk = item % p.blocks;
+    const int64_t r0 = chunk * p.chunk_rows, r1 = std::min(p.rows, r0 + p.chunk_rows);
+    const int64_t j0 = blk * p.block_cols, j1 = std::min(g.oc, j0 + p.block_cols);
+    thread_local std::vector<const float*> rows;
+    rows.clear();
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = base + ((r / g.oh) * src.h + (r % g.oh) * g.stride_h) * src.w * g.c;
+      for (int64_t ox = 0; ox < g.ow; ++ox) rows.push_back(row + ox * g.stride_w * g.c);
+    }
+    finish(r0, r1, j0, j1, [&](float* c, int64_t m, int64_t cols) {
+      if (!started) zero_rows(c, g.oc, m, cols);
+      gemm_packed(m, K, g.oc, j0, j1, rows.data(), g.kw * g.c, src.w * g.c, w, c - j0, g.oc);
+    });
+  });
+}
+
 }  // namespace
 
 Conv2DGeom conv2d_geom(int64_t n, int64_t h, int64_t w, int64_t c, int64_t kh, int64_t kw,
@@ -450,26 +526,40 @@ void conv2d_forward(float* out, const float* in, const float* w, const float* b,
   forward_gemm(out, in, w, b, g, workspace);
 }
 
-int64_t conv2d_infer_workspace_floats(const Conv2DGeom& g, int threads) {
-  const InferPlan p = infer_plan_of(g);
+int64_t conv2d_infer_workspace_floats(const Conv2DGeom& g, int threads, bool packed) {
+  if (packed) {
+    const Windows src = windows_of(g);
+    return src.padded ? g.n * src.h * src.w * g.c : 0;
+  }
+  const InferPlan p = infer_plan_of(g, false);
   return p.blocks > 1 ? p.slot : p.slot * std::clamp<int64_t>(threads, 1, p.chunks);
 }
 
-void conv2d_infer(float* out, const float* in, const float* w, const float* b, const float* residual,
+void conv2d_infer(float* out, const float* in, const float* w, bool packed, const float* b, const float* residual,
                   const Conv2DGeom& g, Activation act, float* workspace) {
-  const InferPlan p = infer_plan_of(g);
-  const int64_t K = patch_size(g);
-  QATC_CHECK(p.slot == 0 || workspace != nullptr);
-  const float beta = b || residual ? 1.0f : 0.0f;
-  // Output rows [r0, r1), channels [j0, j1), from the cols a of those rows.
-  auto product = [&](const float* a, int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
+  const InferPlan p = infer_plan_of(g, packed);
+  // Output rows [r0, r1), channels [j0, j1): start from bias + residual (or 0), add the product
+  // (`multiply(c, m, cols)`, c the first output row at column j0), apply the activation.
+  auto finish = [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1, auto&& multiply) {
     const int64_t m = (r1 - r0) * g.ow, cols = j1 - j0;
     float* c = out + r0 * g.ow * g.oc + j0;
     start_rows(c, g.oc, b ? b + j0 : nullptr, residual ? residual + r0 * g.ow * g.oc + j0 : nullptr, m, cols);
-    sgemm_single_thread(false, false, m, cols, K, 1.0f, a, K, w + j0, g.oc, beta, c, g.oc);
+    multiply(c, m, cols);
     if (cols == g.oc) activate(c, m * cols, act);
     else
       for (int64_t r = 0; r < m; ++r) activate(c + r * g.oc, cols, act);
+  };
+  if (packed) {
+    infer_packed(p, in, w, b || residual, g, workspace, finish);
+    return;
+  }
+  const int64_t K = patch_size(g);
+  QATC_CHECK(p.slot == 0 || workspace != nullptr);
+  const float beta = b || residual ? 1.0f : 0.0f;
+  auto product = [&](const float* a, int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
+    finish(r0, r1, j0, j1, [&](float* c, int64_t m, int64_t cols) {
+      sgemm_single_thread(false, false, m, cols, K, 1.0f, a, K, w + j0, g.oc, beta, c, g.oc);
+    });
   };
   const int threads = num_threads();
   if (p.blocks == 1) {

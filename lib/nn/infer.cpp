@@ -12,6 +12,7 @@
 #include "core/threads.h"
 #include "nn/batchnorm.h"
 #include "nn/dense.h"
+#include "nn/gemm_packed.h"
 #include "nn/node_geom.h"
 #include "quant/bn_fold.h"
 
@@ -54,7 +55,8 @@ bool every_window_real(const Pool2DGeom& p) {
 
 }  // namespace
 
-InferenceEngine::InferenceEngine(const Graph& g, const float* params, int64_t max_batch) : g_(g) {
+InferenceEngine::InferenceEngine(const Graph& g, const float* params, int64_t max_batch)
+    : g_(g), pack_(packed_gemm_enabled()) {
   QATC_CHECK_GE(max_batch, 1);
   assign_buffers(form_steps(params));
   reserve(max_batch);
@@ -198,9 +200,10 @@ void InferenceEngine::assign_buffers(const std::vector<std::vector<int>>& in_nod
 // and mean: out = (in - mean) * scale + beta, as the training engine computes it.
 void InferenceEngine::fold(Step& s, int bn, const float* params) {
   const Node& node = g_.nodes[static_cast<size_t>(s.node)];
+  // New floats at the end of consts_, starting on a 64-byte boundary.
   auto take = [&](int64_t n) {
-    const auto at = static_cast<int64_t>(consts_.size());
-    consts_.resize(consts_.size() + static_cast<size_t>(n));
+    const auto at = static_cast<int64_t>((consts_.size() + 15) / 16 * 16);
+    consts_.resize(static_cast<size_t>(at + n));
     return at;
   };
   auto C = [&](int64_t at) { return consts_.data() + at; };
@@ -217,18 +220,26 @@ void InferenceEngine::fold(Step& s, int bn, const float* params) {
   const int64_t weights = numel(g_.param(node, 0).shape);
   const float* w = params + g_.param(node, 0).offset;
   const float* b = node.params.size() > 1 ? params + g_.param(node, 1).offset : nullptr;
-  s.w = take(weights);
+  // Packed weights are folded into a staging copy first, then packed into consts_.
+  s.packed = pack_ && node.op == Op::conv2d;
+  std::vector<float> staged(s.packed ? static_cast<size_t>(weights) : 0);
+  if (!s.packed) s.w = take(weights);
   if (bn >= 0 || b) s.b = take(channels);
+  float* wd = s.packed ? staged.data() : C(s.w);
   if (bn < 0) {
-    std::copy(w, w + weights, C(s.w));
+    std::copy(w, w + weights, wd);
     if (b) std::copy(b, b + channels, C(s.b));
-    return;
+  } else {
+    const Node& bnode = g_.nodes[static_cast<size_t>(bn)];
+    auto P = [&](size_t k) { return params + g_.param(bnode, k).offset; };
+    // The weights are [rows, channels] with the output channel last (HWIO; depthwise [kh,kw,c*M]).
+    quant::fold_batchnorm(wd, C(s.b), w, b, P(0), P(1), P(2), P(3), std::get<BatchNormAttrs>(bnode.attrs).epsilon,
+                          weights / channels, channels);
   }
-  const Node& bnode = g_.nodes[static_cast<size_t>(bn)];
-  auto P = [&](size_t k) { return params + g_.param(bnode, k).offset; };
-  // The weights are [rows, channels] with the output channel last (HWIO; depthwise [kh,kw,c*M]).
-  quant::fold_batchnorm(C(s.w), C(s.b), w, b, P(0), P(1), P(2), P(3), std::get<BatchNormAttrs>(bnode.attrs).epsilon,
-                        weights / channels, channels);
+  if (s.packed) {
+    s.w = take(packed_floats(weights / channels, channels));
+    pack_weights(C(s.w), staged.data(), weights / channels, channels);
+  }
 }
 
 void InferenceEngine::reserve(int64_t n) {
@@ -243,7 +254,7 @@ void InferenceEngine::reserve(int64_t n) {
   for (const Step& s : steps_)
     if (s.op == Op::conv2d) {
       const Node* pad = s.pad >= 0 ? &g_.nodes[static_cast<size_t>(s.pad)] : nullptr;
-      ws = std::max(ws, conv2d_infer_workspace_floats(with_pad(conv_geom(g_, g_.nodes[static_cast<size_t>(s.node)], n), pad), threads));
+      ws = std::max(ws, conv2d_infer_workspace_floats(with_pad(conv_geom(g_, g_.nodes[static_cast<size_t>(s.node)], n), pad), threads, s.packed));
     }
   if (ws > static_cast<int64_t>(workspace_.size())) workspace_.resize(static_cast<size_t>(ws));
 }
@@ -273,7 +284,7 @@ void InferenceEngine::run(const Step& s, int64_t n) {
   switch (s.op) {
     case Op::conv2d: {
       const float* residual = s.in.size() > 1 ? value_ptr_[static_cast<size_t>(s.in[1])] : nullptr;
-      conv2d_infer(out, in, C(s.w), C(s.b), residual, with_pad(conv_geom(g_, node, n), pad), s.act, workspace_.data());
+      conv2d_infer(out, in, C(s.w), s.packed, C(s.b), residual, with_pad(conv_geom(g_, node, n), pad), s.act, workspace_.data());
       break;
     }
     case Op::depthwise_conv2d:

@@ -8,7 +8,8 @@
 // max pool's, over a ReLU's output, where a zero never beats a real tap). A
 // BatchNorm that follows no such layer stays an affine pass. Elementwise steps (and a conv on its
 // residual) write over an input that dies with them. Flatten and dropout are views. Activations
-// share buffers by liveness (core/buffer_plan.h).
+// share buffers by liveness (core/buffer_plan.h). On CPUs with AVX-512F the convolutions' weights
+// are packed here, once, for gemm_packed (unless set_packed_gemm(false) was called before).
 //
 // The results equal the training engine's eval-mode forward up to float rounding (folding
 // changes the order of the operations); they do not depend on the thread count.
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/aligned.h"
 #include "nn/activation.h"
 #include "nn/graph.h"
 
@@ -49,6 +51,7 @@ class InferenceEngine {
     std::vector<int> in;  // values read (a conv2d with a fused add: its input, the residual)
     int out = -1;         // value written (may be in[0]: in place)
     int64_t w = -1, b = -1, mean = -1;  // offsets into consts_ (-1: none)
+    bool packed = false;  // a conv2d's weights laid out for gemm_packed (nn/gemm_packed.h)
   };
 
   std::vector<std::vector<int>> form_steps(const float* params);  // -> the graph nodes each step reads
@@ -59,7 +62,8 @@ class InferenceEngine {
 
   const Graph& g_;
   std::vector<Step> steps_;
-  std::vector<float> consts_;       // weights and biases (folded), BatchNorm scale, beta, mean
+  AlignedVector<float> consts_;     // weights and biases (folded), BatchNorm scale, beta, mean
+  bool pack_;                       // conv2d weights packed for gemm_packed (packed_gemm_enabled())
   std::vector<int> slot_;           // per value: buffer (value 0 is the caller's input)
   std::vector<int64_t> slot_elems_; // per buffer: floats per example
   std::vector<std::vector<float>> buffers_;

@@ -1,9 +1,10 @@
 // Tests for conv2d against a direct double-precision convolution and finite differences.
 // Also covers the chunked-batch path, the stride-1 input gradient through the rotated kernel,
 // the fallback for kernels too large for partial sums, thread-count independence and the
-// accumulate / nullptr conventions.
+// accumulate / nullptr conventions; and inference (conv2d_infer) on both weight layouts.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "core/rng.h"
 #include "core/threads.h"
 #include "nn/conv2d.h"
+#include "nn/gemm_packed.h"
 #include "nn/gradcheck.h"
 
 using namespace qatc;
@@ -356,5 +358,114 @@ TEST_CASE("conv2d: the cnn_bn model's convolutions match direct and do not depen
       CHECK(r.dw == one.dw);
       CHECK(r.db == one.db);
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inference (conv2d_infer): OpenBLAS on HWIO weights, or gemm_packed on packed weights.
+
+namespace {
+
+// The geometries conv2d_infer meets: kCases, plus a stem (7x7 stride 2 on 3 channels), a zero
+// padding folded in (pads larger than 'same', windows past every edge), 1x1 stride 2 (windows
+// inside the input), and batch-1 shapes wide enough that the products are cut by output channels.
+std::vector<Conv2DGeom> infer_geoms() {
+  std::vector<Conv2DGeom> gs;
+  for (const ConvCase& k : kCases) gs.push_back(geom_of(k));
+  gs.push_back(conv2d_geom(2, 23, 23, 3, 7, 7, 8, 2, 2, Padding::same));
+  Conv2DGeom folded = conv2d_geom(1, 6, 5, 3, 3, 3, 5, 1, 1, Padding::valid);
+  folded.pad_top = 2, folded.pad_left = 1, folded.oh = 6, folded.ow = 7;  // pads 2/2 and 1/3
+  gs.push_back(folded);
+  gs.push_back(conv2d_geom(2, 9, 9, 16, 1, 1, 24, 2, 2, Padding::same));
+  gs.push_back(conv2d_geom(1, 14, 14, 64, 3, 3, 256, 1, 1, Padding::same));
+  gs.push_back(conv2d_geom(1, 7, 7, 96, 1, 1, 300, 1, 1, Padding::same));
+  return gs;
+}
+
+std::string describe(const Conv2DGeom& g) {
+  return fmt::format("n{} {}x{}x{} k{}x{} oc{} s{}x{} pads {}/{} out {}x{}", g.n, g.h, g.w, g.c, g.kh, g.kw, g.oc,
+                     g.stride_h, g.stride_w, g.pad_top, g.pad_left, g.oh, g.ow);
+}
+
+// What gemm_packed promises: per output, bias + residual, then one fused multiply-add per tap in
+// (ky, kx, ci) order (taps in the padding multiply a 0), then the activation.
+std::vector<float> fma_chain_forward(const std::vector<float>& in, const std::vector<float>& w, const float* b,
+                                     const float* residual, const Conv2DGeom& g, Activation act) {
+  std::vector<float> out(static_cast<size_t>(out_size(g)));
+  for (int64_t i = 0; i < g.n; ++i)
+    for (int64_t y = 0; y < g.oh; ++y)
+      for (int64_t x = 0; x < g.ow; ++x)
+        for (int64_t o = 0; o < g.oc; ++o) {
+          const int64_t at = ((i * g.oh + y) * g.ow + x) * g.oc + o;
+          float s = (residual ? residual[at] : 0.0f) + (b ? b[o] : 0.0f);
+          for (int64_t ky = 0; ky < g.kh; ++ky)
+            for (int64_t kx = 0; kx < g.kw; ++kx)
+              for (int64_t ci = 0; ci < g.c; ++ci) {
+                const int64_t iy = y * g.stride_h - g.pad_top + ky, ix = x * g.stride_w - g.pad_left + kx;
+                const bool inside = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+                const float v = inside ? in[static_cast<size_t>(((i * g.h + iy) * g.w + ix) * g.c + ci)] : 0.0f;
+                s = std::fma(v, w[static_cast<size_t>(((ky * g.kw + kx) * g.c + ci) * g.oc + o)], s);
+              }
+          out[static_cast<size_t>(at)] = s;
+        }
+  activate(out.data(), static_cast<int64_t>(out.size()), act);
+  return out;
+}
+
+// conv2d_infer on `threads` threads, the residual (if any) added in place (out starts as it).
+std::vector<float> run_infer(const Conv2DGeom& g, const std::vector<float>& in, const std::vector<float>& w,
+                             bool packed, const float* b, const std::vector<float>* residual, Activation act,
+                             int threads) {
+  set_num_threads(threads);
+  std::vector<float> ws(static_cast<size_t>(conv2d_infer_workspace_floats(g, threads, packed)),
+                        std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> out = residual ? *residual : std::vector<float>(static_cast<size_t>(out_size(g)), 1e30f);
+  conv2d_infer(out.data(), in.data(), w.data(), packed, b, residual ? out.data() : nullptr, g, act,
+               ws.empty() ? nullptr : ws.data());
+  set_num_threads(0);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d_infer: OpenBLAS and packed weights match the direct convolution, on any thread count") {
+  Rng rng(21);
+  for (const Conv2DGeom& g : infer_geoms()) {
+    INFO(describe(g));
+    const auto in = random_floats(rng, in_size(g)), w = random_floats(rng, w_size(g));
+    const auto b = random_floats(rng, g.oc), res = random_floats(rng, out_size(g));
+    std::vector<double> want = direct_forward(in, w, b.data(), g);
+    for (size_t j = 0; j < want.size(); ++j) want[j] = std::clamp(want[j] + res[j], 0.0, 6.0);
+    std::vector<bool> modes{false};
+    if (packed_gemm_supported()) modes.push_back(true);
+    for (bool packed : modes) {
+      INFO((packed ? "packed" : "OpenBLAS"));
+      std::vector<float> wl = w;
+      if (packed) {
+        wl.assign(static_cast<size_t>(packed_floats(g.kh * g.kw * g.c, g.oc)), 0.0f);
+        pack_weights(wl.data(), w.data(), g.kh * g.kw * g.c, g.oc);
+      }
+      const auto one = run_infer(g, in, wl, packed, b.data(), &res, Activation::relu6, 1);
+      check_close(one, want, 1e-4, 1e-4, "relu6(conv + bias + residual)");
+      CHECK(run_infer(g, in, wl, packed, b.data(), &res, Activation::relu6, 2) == one);
+      if (packed) CHECK(one == fma_chain_forward(in, w, b.data(), res.data(), g, Activation::relu6));
+    }
+  }
+}
+
+TEST_CASE("conv2d_infer: packed weights give one in-order fma chain per output, bit for bit") {
+  if (!packed_gemm_supported()) return;
+  Rng rng(22);
+  for (const Conv2DGeom& g : infer_geoms()) {
+    INFO(describe(g));
+    const auto in = random_floats(rng, in_size(g)), w = random_floats(rng, w_size(g));
+    const auto b = random_floats(rng, g.oc);
+    std::vector<float> packed(static_cast<size_t>(packed_floats(g.kh * g.kw * g.c, g.oc)));
+    pack_weights(packed.data(), w.data(), g.kh * g.kw * g.c, g.oc);
+    // Without bias or residual the output starts at 0; with a bias only; ReLU or none.
+    CHECK(run_infer(g, in, packed, true, nullptr, nullptr, Activation::none, 2) ==
+          fma_chain_forward(in, w, nullptr, nullptr, g, Activation::none));
+    CHECK(run_infer(g, in, packed, true, b.data(), nullptr, Activation::relu, 1) ==
+          fma_chain_forward(in, w, b.data(), nullptr, g, Activation::relu));
   }
 }

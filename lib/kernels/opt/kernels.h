@@ -23,26 +23,13 @@
 #include <new>
 #include <vector>
 
+#include "core/aligned.h"
 #include "kernels/opt/isa.h"
 #include "kernels/params.h"
 
 namespace qatc::opt {
 
-// std::vector storage aligned for 512-bit loads.
-template <typename T>
-struct AlignedAllocator {
-  using value_type = T;
-  static constexpr std::align_val_t kAlign{64};
-  AlignedAllocator() = default;
-  template <typename U>
-  AlignedAllocator(const AlignedAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlign)); }
-  void deallocate(T* p, size_t) { ::operator delete(p, kAlign); }
-  template <typename U>
-  bool operator==(const AlignedAllocator<U>&) const { return true; }
-};
-template <typename T>
-using AlignedVector = std::vector<T, AlignedAllocator<T>>;
+using qatc::AlignedVector;  // std::vector storage aligned for 512-bit loads (core/aligned.h)
 
 // Weights of one conv2d, dense or depthwise layer in the layout of one instruction set, with
 // the per-channel arrays of the output stage. Built by pack_conv2d / pack_dense /
