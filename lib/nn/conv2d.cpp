@@ -254,11 +254,6 @@ void fill_rows(float* out, int64_t ld, const float* b, int64_t rows, int64_t col
   for (int64_t r = 0; r < rows; ++r) std::memcpy(out + r * ld, b, static_cast<size_t>(cols) * sizeof(float));
 }
 
-// out[rows, cols] (rows ld floats apart) = 0.
-void zero_rows(float* out, int64_t ld, int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r) std::memset(out + r * ld, 0, static_cast<size_t>(cols) * sizeof(float));
-}
-
 // out[rows, cols] = residual + b broadcast over rows (out and residual: rows ld floats apart);
 // residual may be out.
 QATC_SIMD_CLONES
@@ -458,11 +453,12 @@ void pad_input(float* padded, const float* in, const Conv2DGeom& g, const Window
 }
 
 // The packed-weights inference: A is the (padded) input read in place, row i the window of
-// output position i, one segment per kernel row (kw * c floats, one source row apart). Every
-// (chunk, column block) is one item for the threads.
-template <class Finish>
-void infer_packed(const InferPlan& p, const float* in, const float* w, bool started, const Conv2DGeom& g,
-                  float* workspace, Finish&& finish) {
+// output position i, one segment per kernel row (kw * c floats, one source row apart); bias,
+// residual and activation are applied by gemm_packed in registers. Every (chunk, column block)
+// is one item for the threads.
+void infer_packed(float* out, const float* in, const float* w, const float* b, const float* residual,
+                  const Conv2DGeom& g, Activation act, float* workspace) {
+  const InferPlan p = infer_plan_of(g, true);
   const Windows src = windows_of(g);
   const float* base = in;
   if (src.padded) {
@@ -481,10 +477,9 @@ void infer_packed(const InferPlan& p, const float* in, const float* w, bool star
       const float* row = base + ((r / g.oh) * src.h + (r % g.oh) * g.stride_h) * src.w * g.c;
       for (int64_t ox = 0; ox < g.ow; ++ox) rows.push_back(row + ox * g.stride_w * g.c);
     }
-    finish(r0, r1, j0, j1, [&](float* c, int64_t m, int64_t cols) {
-      if (!started) zero_rows(c, g.oc, m, cols);
-      gemm_packed(m, K, g.oc, j0, j1, rows.data(), g.kw * g.c, src.w * g.c, w, c - j0, g.oc);
-    });
+    const int64_t at = r0 * g.ow * g.oc;  // the chunk's first output
+    gemm_packed((r1 - r0) * g.ow, K, g.oc, j0, j1, rows.data(), g.kw * g.c, src.w * g.c, w, b,
+                residual ? residual + at : nullptr, out + at, g.oc, act);
   });
 }
 
@@ -537,29 +532,23 @@ int64_t conv2d_infer_workspace_floats(const Conv2DGeom& g, int threads, bool pac
 
 void conv2d_infer(float* out, const float* in, const float* w, bool packed, const float* b, const float* residual,
                   const Conv2DGeom& g, Activation act, float* workspace) {
-  const InferPlan p = infer_plan_of(g, packed);
-  // Output rows [r0, r1), channels [j0, j1): start from bias + residual (or 0), add the product
-  // (`multiply(c, m, cols)`, c the first output row at column j0), apply the activation.
-  auto finish = [&](int64_t r0, int64_t r1, int64_t j0, int64_t j1, auto&& multiply) {
-    const int64_t m = (r1 - r0) * g.ow, cols = j1 - j0;
-    float* c = out + r0 * g.ow * g.oc + j0;
-    start_rows(c, g.oc, b ? b + j0 : nullptr, residual ? residual + r0 * g.ow * g.oc + j0 : nullptr, m, cols);
-    multiply(c, m, cols);
-    if (cols == g.oc) activate(c, m * cols, act);
-    else
-      for (int64_t r = 0; r < m; ++r) activate(c + r * g.oc, cols, act);
-  };
   if (packed) {
-    infer_packed(p, in, w, b || residual, g, workspace, finish);
+    infer_packed(out, in, w, b, residual, g, act, workspace);
     return;
   }
+  const InferPlan p = infer_plan_of(g, false);
   const int64_t K = patch_size(g);
   QATC_CHECK(p.slot == 0 || workspace != nullptr);
   const float beta = b || residual ? 1.0f : 0.0f;
+  // Output rows [r0, r1), channels [j0, j1), from the cols a of those rows.
   auto product = [&](const float* a, int64_t r0, int64_t r1, int64_t j0, int64_t j1) {
-    finish(r0, r1, j0, j1, [&](float* c, int64_t m, int64_t cols) {
-      sgemm_single_thread(false, false, m, cols, K, 1.0f, a, K, w + j0, g.oc, beta, c, g.oc);
-    });
+    const int64_t m = (r1 - r0) * g.ow, cols = j1 - j0;
+    float* c = out + r0 * g.ow * g.oc + j0;
+    start_rows(c, g.oc, b ? b + j0 : nullptr, residual ? residual + r0 * g.ow * g.oc + j0 : nullptr, m, cols);
+    sgemm_single_thread(false, false, m, cols, K, 1.0f, a, K, w + j0, g.oc, beta, c, g.oc);
+    if (cols == g.oc) activate(c, m * cols, act);
+    else
+      for (int64_t r = 0; r < m; ++r) activate(c + r * g.oc, cols, act);
   };
   const int threads = num_threads();
   if (p.blocks == 1) {

@@ -19,11 +19,13 @@
 // CPU has it. Where it does not, the engine keeps its weights unpacked and uses OpenBLAS.
 //
 // Each element of C is one chain of fused multiply-adds over kk = 0, 1, ..., k-1 in order,
-// starting from C's value: the result does not depend on how rows or columns are cut into
+// starting from its start value (below): the result does not depend on how rows or columns are cut into
 // pieces (threads, chunks, column blocks).
 #pragma once
 
 #include <cstdint>
+
+#include "nn/activation.h"
 
 namespace qatc::nn {
 
@@ -43,10 +45,14 @@ bool packed_gemm_supported();
 bool packed_gemm_enabled();
 void set_packed_gemm(bool on);
 
-// C[i, j] += sum_kk A[i, kk] * B[kk, j] for i in [0, m), j in [j0, j1), on the calling thread.
-// rows, seg_len, seg_stride: A as above (k a multiple of seg_len); packed: B [k, n] packed
-// (fastest when 64-byte aligned); c: rows ldc apart; j0 a multiple of kPanel, j1 <= n.
+// C[i, j] = act(start[i, j] + sum_kk A[i, kk] * B[kk, j]) for i in [0, m), j in [j0, j1), on the
+// calling thread, where start is residual[i, j] + bias[j] (either alone when the other is
+// nullptr; 0 without both). residual has C's layout (rows ldc apart) and may be c itself:
+// residual = c, bias = nullptr, act none is C += A * B. The activation is nn::activate's
+// arithmetic. rows, seg_len, seg_stride: A as above (k a multiple of seg_len); packed: B [k, n]
+// packed (fastest when 64-byte aligned); j0 a multiple of kPanel, j1 <= n.
 void gemm_packed(int64_t m, int64_t k, int64_t n, int64_t j0, int64_t j1, const float* const* rows, int64_t seg_len,
-                 int64_t seg_stride, const float* packed, float* c, int64_t ldc);
+                 int64_t seg_stride, const float* packed, const float* bias, const float* residual, float* c,
+                 int64_t ldc, Activation act);
 
 }  // namespace qatc::nn

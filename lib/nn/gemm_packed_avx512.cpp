@@ -34,27 +34,52 @@ inline __mmask16 lanes(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u);
 }
 
-// One block of the reduction for MR rows: c[r, 0:cols] += sum over the block of A * B, where
+// How a block starts and ends: the first starts from bias + residual (else from C), the last
+// applies the activation before it stores C.
+struct Ends {
+  const float* bias;      // at the tile's first column, or nullptr
+  const float* residual;  // at the tile's first row and column (rows ldc apart), or nullptr
+  bool first, last;
+  Activation act;
+};
+
+// One block of the reduction for MR rows: c[r, 0:cols] (+)= sum over the block of A * B, where
 // the block is `segs` segments of `len` floats of row r, starting at rows[r] + off and
 // seg_stride apart, and b the block's slice of a panel (rows 16 * NV floats apart, cols <= 16 * NV).
 template <int MR, int NV>
 void tile(const float* const* rows, int64_t off, int64_t segs, int64_t len, int64_t seg_stride, const float* b,
-          float* c, int64_t ldc, int64_t cols) {
+          float* c, int64_t ldc, int64_t cols, const Ends& e) {
   __mmask16 mask[NV];
   for (int v = 0; v < NV; ++v) mask[v] = lanes(cols - 16 * v);
   __m512 acc[MR][NV];
   const float* a[MR];
+  if (!e.first) {
 #pragma GCC unroll 6
-  for (int r = 0; r < MR; ++r) {
-    a[r] = rows[r] + off;
+    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_maskz_loadu_ps(mask[v], c + r * ldc + 16 * v);
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_maskz_loadu_ps(mask[v], c + r * ldc + 16 * v);
+  } else {
+    // residual + bias, as start_rows adds them; either alone as it is; 0 without both.
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(mask[v], e.bias + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r) {
+        acc[r][v] = bias;
+        if (e.residual) {
+          const __m512 x = _mm512_maskz_loadu_ps(mask[v], e.residual + r * ldc + 16 * v);
+          acc[r][v] = e.bias ? _mm512_add_ps(x, bias) : x;
+        }
+      }
+    }
   }
+#pragma GCC unroll 6
+  for (int r = 0; r < MR; ++r) a[r] = rows[r] + off;
   for (int64_t s = 0; s < segs; ++s) {
     for (int64_t kk = 0; kk < len; ++kk) {
       __m512 bv[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + v * 16);  // aligned in the engine (64-byte panels)
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_loadu_ps(b + v * 16);  // aligned in the engine
       b += NV * 16;
 #pragma GCC unroll 6
       for (int r = 0; r < MR; ++r) {
@@ -66,6 +91,18 @@ void tile(const float* const* rows, int64_t off, int64_t segs, int64_t len, int6
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) a[r] += seg_stride;
   }
+  if (e.last && e.act != Activation::none) {
+    // vmaxps/vminps return their second operand for a NaN or two zeros: x > 0 ? x : 0, then
+    // v < 6 ? v : 6, exactly as nn::activate.
+    const __m512 zero = _mm512_setzero_ps(), six = _mm512_set1_ps(6.0f);
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        acc[r][v] = _mm512_max_ps(acc[r][v], zero);
+        if (e.act == Activation::relu6) acc[r][v] = _mm512_min_ps(acc[r][v], six);
+      }
+  }
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
@@ -73,7 +110,7 @@ void tile(const float* const* rows, int64_t off, int64_t segs, int64_t len, int6
 }
 
 using TileFn = void (*)(const float* const*, int64_t, int64_t, int64_t, int64_t, const float*, float*, int64_t,
-                        int64_t);
+                        int64_t, const Ends&);
 
 // kTiles[NV - 1][MR - 1] = &tile<MR, NV>
 template <int NV, int... R>
@@ -87,7 +124,8 @@ constexpr std::array<std::array<TileFn, kRows>, 4> kTiles = {
 }  // namespace
 
 void gemm_packed(int64_t m, int64_t k, int64_t n, int64_t j0, int64_t j1, const float* const* rows, int64_t seg_len,
-                 int64_t seg_stride, const float* packed, float* c, int64_t ldc) {
+                 int64_t seg_stride, const float* packed, const float* bias, const float* residual, float* c,
+                 int64_t ldc, Activation act) {
   // One block: `segs` segments of `len` floats from offset `off` of every row, reduction index k0.
   auto block = [&](int64_t k0, int64_t off, int64_t segs, int64_t len) {
     for (int64_t j = j0; j < j1; j += kPanel) {
@@ -98,7 +136,9 @@ void gemm_packed(int64_t m, int64_t k, int64_t n, int64_t j0, int64_t j1, const 
       const int64_t cols = std::min(kPanel, j1 - j);
       for (int64_t i = 0; i < m; i += kRows) {
         const int64_t r = std::min<int64_t>(kRows, m - i);
-        fns[static_cast<size_t>(r - 1)](rows + i, off, segs, len, seg_stride, b, c + i * ldc + j, ldc, cols);
+        const Ends e{bias ? bias + j : nullptr, residual ? residual + i * ldc + j : nullptr, k0 == 0,
+                     k0 + segs * len == k, act};
+        fns[static_cast<size_t>(r - 1)](rows + i, off, segs, len, seg_stride, b, c + i * ldc + j, ldc, cols, e);
       }
     }
   };

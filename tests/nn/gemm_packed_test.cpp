@@ -3,10 +3,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "core/aligned.h"
 #include "core/rng.h"
+#include "nn/activation.h"
 #include "nn/gemm_packed.h"
 #include "nn/gradcheck.h"
 
@@ -61,7 +63,7 @@ TEST_CASE("gemm_packed: pack_weights lays B out in panels of kPanel columns, the
   }
 }
 
-TEST_CASE("gemm_packed: equals an in-order fma chain bit for bit on every row, column and depth tail") {
+TEST_CASE("gemm_packed: C += A * B equals an in-order fma chain bit for bit on every row, column and depth tail") {
   if (!packed_gemm_supported()) {
     MESSAGE("no AVX-512F on this CPU: gemm_packed is never called here");
     return;
@@ -79,7 +81,7 @@ TEST_CASE("gemm_packed: equals an in-order fma chain bit for bit on every row, c
         auto want = c;
         const auto rows = matrix_rows(a, m, lda);
         expected_product(want, rows, k, 0, b, m, k, n, 0, n, ldc);
-        gemm_packed(m, k, n, 0, n, rows.data(), k, 0, packed.data(), c.data(), ldc);
+        gemm_packed(m, k, n, 0, n, rows.data(), k, 0, packed.data(), nullptr, c.data(), c.data(), ldc, Activation::none);
         INFO("m ", m, " n ", n, " k ", k);
         int64_t wrong = 0;
         for (size_t i = 0; i < c.size(); ++i) wrong += c[i] != want[i];  // padding columns too
@@ -96,10 +98,10 @@ TEST_CASE("gemm_packed: a column range touches only its columns, and pieces give
   const auto c0 = random_floats(rng, m * ldc);
   const auto rows = matrix_rows(a, m, lda);
   auto whole = c0;
-  gemm_packed(m, k, n, 0, n, rows.data(), k, 0, packed.data(), whole.data(), ldc);
+  gemm_packed(m, k, n, 0, n, rows.data(), k, 0, packed.data(), nullptr, whole.data(), whole.data(), ldc, Activation::none);
   // Columns [64, 80) alone (part of a full panel): the others stay as they were.
   auto part = c0;
-  gemm_packed(m, k, n, 64, 80, rows.data(), k, 0, packed.data(), part.data(), ldc);
+  gemm_packed(m, k, n, 64, 80, rows.data(), k, 0, packed.data(), nullptr, part.data(), part.data(), ldc, Activation::none);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       const auto at = static_cast<size_t>(i * ldc + j);
@@ -110,7 +112,7 @@ TEST_CASE("gemm_packed: a column range touches only its columns, and pieces give
   for (int64_t i = 0; i < m; i += 7)
     for (int64_t j : {0, 64})
       gemm_packed(std::min<int64_t>(7, m - i), k, n, j, j == 0 ? 64 : n, rows.data() + i, k, 0, packed.data(),
-                  pieces.data() + i * ldc, ldc);
+                  nullptr, pieces.data() + i * ldc, pieces.data() + i * ldc, ldc, Activation::none);
   CHECK(pieces == whole);
 }
 
@@ -131,8 +133,45 @@ TEST_CASE("gemm_packed: rows made of strided segments, rows overlapping, as a co
         auto c = random_floats(rng, m * n);
         auto want = c;
         expected_product(want, rows, seg_len, seg_stride, b, m, k, n, 0, n, n);
-        gemm_packed(m, k, n, 0, n, rows.data(), seg_len, seg_stride, packed.data(), c.data(), n);
+        gemm_packed(m, k, n, 0, n, rows.data(), seg_len, seg_stride, packed.data(), nullptr, c.data(), c.data(), n,
+                    Activation::none);
         INFO("seg_len ", seg_len, " segments ", nseg, " row step ", row_step);
         CHECK(c == want);
+      }
+}
+
+TEST_CASE("gemm_packed: starts from bias + residual, from either alone or from 0, and ends with the activation") {
+  if (!packed_gemm_supported()) return;
+  Rng rng(17);
+  const int64_t m = 9, n = 80, k = 600, ldc = n + 3;  // three blocks of the reduction
+  auto a = random_floats(rng, m * k), b = random_floats(rng, k * n, -0.2f, 0.2f);
+  a[5] = std::numeric_limits<float>::quiet_NaN();  // a NaN sum: activations map it to 0
+  const auto packed = packed_of(b, k, n);
+  const auto rows = matrix_rows(a, m, k);
+  const auto bias = random_floats(rng, n, -3.0f, 9.0f), residual = random_floats(rng, m * ldc, -3.0f, 3.0f);
+  for (bool with_bias : {false, true})
+    for (bool with_residual : {false, true})
+      for (Activation act : {Activation::none, Activation::relu, Activation::relu6}) {
+        INFO("bias ", with_bias, " residual ", with_residual, " activation ", static_cast<int>(act));
+        std::vector<float> want(static_cast<size_t>(m * ldc), 0.0f);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            float& x = want[static_cast<size_t>(i * ldc + j)];
+            if (with_residual) x = residual[static_cast<size_t>(i * ldc + j)];
+            if (with_bias) x = with_residual ? x + bias[static_cast<size_t>(j)] : bias[static_cast<size_t>(j)];
+          }
+        expected_product(want, rows, k, 0, b, m, k, n, 0, n, ldc);
+        for (int64_t i = 0; i < m; ++i) activate(want.data() + i * ldc, n, act);
+        std::vector<float> c(static_cast<size_t>(m * ldc), 1e30f);
+        gemm_packed(m, k, n, 0, n, rows.data(), k, 0, packed.data(), with_bias ? bias.data() : nullptr,
+                    with_residual ? residual.data() : nullptr, c.data(), ldc, act);
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            const float got = c[static_cast<size_t>(i * ldc + j)], w = want[static_cast<size_t>(i * ldc + j)];
+            wrong += !(got == w || (std::isnan(got) && std::isnan(w)));
+          }
+        CHECK(wrong == 0);
+        CHECK(c[static_cast<size_t>(n)] == 1e30f);  // the gap between rows stays untouched
       }
 }
