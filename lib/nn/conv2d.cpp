@@ -1,5 +1,7 @@
 // Convolution as im2col + sgemm over fixed chunks of output rows, each chunk one task that
-// builds its cols in its own cache-sized slot of the workspace and multiplies them at once.
+// builds its cols in its own cache-sized slot of the workspace and multiplies them at once;
+// inference on AVX-512F instead multiplies the input in place by weights packed at load
+// (gemm_packed.h).
 // Stride-1 input gradients are a convolution of dout with the rotated kernel (same machinery);
 // strided ones use dout * w^T and a col2im gather.
 #include "nn/conv2d.h"

@@ -35,18 +35,21 @@ void conv2d_forward(float* out, const float* in, const float* w, const float* b,
                     const Conv2DGeom& g, float* workspace);
 
 // Inference: out = act(conv2d_forward's out + residual), residual [n,oh,ow,oc] or nullptr (a
-// residual add fused into the convolution; it may be out itself), by im2col and a product per
-// chunk of output rows. w is either [kh,kw,c,oc] for OpenBLAS, or (packed) the same matrix
-// [kh*kw*c, oc] laid out by pack_weights for gemm_packed (nn/gemm_packed.h; AVX-512F only), which
-// packs nothing per product. With OpenBLAS each chunk is big enough that packing the weights
-// (once per chunk) costs little next to its product. Each chunk's output starts as bias +
-// residual and gets the activation right after the product, while it is in cache; with few
-// chunks (small batches) the products are also cut by output channels, for the threads to
-// share. A 1x1 stride-1 convolution reads the input in place. The cuts depend on the geometry
-// only, so the result does not depend on the thread count. workspace
-// [conv2d_infer_workspace_floats(g, num_threads(), packed)]; h, w and the pads may describe a
-// zero padding folded into the convolution (windows may run past the input on every side: those
-// taps read as 0).
+// residual add fused into the convolution; it may be out itself), per chunk of output rows.
+// w is either
+//  - [kh,kw,c,oc] (packed false): im2col + OpenBLAS. Each chunk is big enough that packing the
+//    weights (OpenBLAS does, once per product) costs little next to its product; its output
+//    starts as bias + residual and gets the activation right after the product, while it is in
+//    cache. A 1x1 stride-1 convolution reads the input in place.
+//  - or the same matrix [kh*kw*c, oc] laid out by pack_weights (packed true; needs
+//    packed_gemm_supported()): gemm_packed reads every window straight from the input (or from
+//    a zero-padded copy of it when windows run past its edges), with bias, residual and
+//    activation applied in registers: no im2col, no per-product packing.
+// With few chunks (small batches) the products are also cut by output channels, for the threads
+// to share. The cuts depend on the geometry only, so the result does not depend on the thread
+// count. workspace [conv2d_infer_workspace_floats(g, num_threads(), packed)]; h, w and the pads
+// may describe a zero padding folded into the convolution (windows may run past the input on
+// every side: those taps read as 0).
 int64_t conv2d_infer_workspace_floats(const Conv2DGeom& g, int threads, bool packed);
 void conv2d_infer(float* out, const float* in, const float* w, bool packed, const float* b, const float* residual,
                   const Conv2DGeom& g, Activation act, float* workspace);

@@ -19,8 +19,8 @@
 // CPU has it. Where it does not, the engine keeps its weights unpacked and uses OpenBLAS.
 //
 // Each element of C is one chain of fused multiply-adds over kk = 0, 1, ..., k-1 in order,
-// starting from its start value (below): the result does not depend on how rows or columns are cut into
-// pieces (threads, chunks, column blocks).
+// starting from its start value (below): the result does not depend on how rows or columns are
+// cut into pieces (threads, chunks, column blocks).
 #pragma once
 
 #include <cstdint>

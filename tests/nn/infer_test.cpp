@@ -17,6 +17,7 @@
 #include "models/presets.h"
 #include "nn/engine.h"
 #include "nn/graph.h"
+#include "nn/gemm_packed.h"
 #include "nn/infer.h"
 #include "recipe/load.h"
 
@@ -202,11 +203,18 @@ TEST_CASE("infer: small presets match the training engine's eval forward") {
       {"resnet50_v2 [1, 1, 1, 1] alpha 0.25", preset_graph("resnet50_v2", 0.25, {1, 1, 1, 1})},
       {"nasnet_mobile [1] alpha 0.5", preset_graph("nasnet_mobile", 0.5, {1})},
   };
-  for (const Case& c : cases) {
-    INFO(std::string(c.what));
-    check_matches(c.g, 2);
-    CHECK(3 * steps_of(c.g) < 2 * c.g.nodes.size());
+  // Both convolution paths: packed weights (the default where AVX-512F is) and OpenBLAS.
+  std::vector<bool> packed_modes{false};
+  if (packed_gemm_supported()) packed_modes.push_back(true);
+  for (bool packed : packed_modes) {
+    set_packed_gemm(packed);
+    for (const Case& c : cases) {
+      INFO(std::string(c.what), packed ? ", packed weights" : ", OpenBLAS");
+      check_matches(c.g, 2);
+      CHECK(3 * steps_of(c.g) < 2 * c.g.nodes.size());
+    }
   }
+  set_packed_gemm(packed_gemm_supported());
 }
 
 TEST_CASE("infer: a wrong fold is caught (the check can fail)") {
