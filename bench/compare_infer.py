@@ -299,6 +299,7 @@ def print_report(doc):
     """The table and the notes under it, from the --json document."""
     a, rows, cpu = doc["args"], doc["rows"], doc["cpu"]
     kernels = sorted({r["results"]["qatc int8"].get("kernels") for r in rows} - {None})
+    float_convs = sorted({r["results"]["qatc float"].get("kernels") for r in rows} - {None})
 
     def onednn_summary(key):
         reps = [rep for r in rows for rep in r["results"].get(key, {}).get("repeats", [])]
@@ -316,7 +317,8 @@ def print_report(doc):
     print()
     print(table(rows, a["torch_no_amx"]))
     print()
-    print(f"qatc int8 kernels: {', '.join(kernels) or '-'}; qatc float: OpenBLAS {doc['qatc_float_openblas']}")
+    print(f"qatc int8 kernels: {', '.join(kernels) or '-'}; qatc float convolutions: {', '.join(float_convs) or '-'}, "
+          f"OpenBLAS {doc['qatc_float_openblas']} for the rest")
     for key in ["torch int8"] + (["torch int8_noamx"] if a["torch_no_amx"] else []):
         isa, impls = onednn_summary(key)
         if isa or impls:

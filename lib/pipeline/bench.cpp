@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/threads.h"
+#include "nn/gemm_packed.h"
 #include "nn/graph.h"
 #include "pipeline/model_file.h"
 #include "quant/quant_model.h"
@@ -29,6 +30,14 @@ namespace qatc::pipeline {
 namespace {
 
 bool is_recipe(const std::filesystem::path& f) { return f.extension() == ".yaml" || f.extension() == ".yml"; }
+
+// What computes a form's products: the int8 path's instruction set; for float (the inference
+// engine), "packed_avx512f" where its convolutions run on packed weights (nn/gemm_packed.h),
+// else "openblas", as for fakequant (the training engine).
+std::string kernels_of(const std::string& form) {
+  if (form == "int8") return runtime::kernels_in_use();
+  return form == "float" && nn::packed_gemm_enabled() ? "packed_avx512f" : "openblas";
+}
 
 // The range of model inputs the recipe's data gives: [0, 1] scaled by mean/std for IDX data,
 // the preprocessing preset's for an image folder.
@@ -242,7 +251,7 @@ nlohmann::json bench_form(const std::filesystem::path& file, const std::string& 
   nlohmann::json r = {{"model", form},
                       {"batch", o.batch},
                       {"threads", num_threads()},
-                      {"kernels", form == "int8" ? runtime::kernels_in_use() : "openblas"},
+                      {"kernels", kernels_of(form)},
                       {"latency_ms_median", median},
                       {"latency_ms_p90", p90},
                       {"latency_ms_min", ms.front()},
