@@ -15,6 +15,7 @@
 #include "core/simd.h"
 #include "core/threads.h"
 #include "nn/gemm_packed.h"
+#include "nn/merge.h"
 #include "nn/sgemm.h"
 
 namespace qatc::nn {
@@ -435,25 +436,6 @@ Windows windows_of(const Conv2DGeom& g) {
   return {true, eh, ew};
 }
 
-// padded [n, src.h, src.w, c] = the input at (pad_top, pad_left), 0 elsewhere (the input's rows
-// and columns beyond the windows' extent are left out).
-void pad_input(float* padded, const float* in, const Conv2DGeom& g, const Windows& src) {
-  const int64_t x0 = std::min(g.pad_left, src.w), xn = std::clamp<int64_t>(src.w - g.pad_left, 0, g.w);
-  parallel_for(g.n * src.h, std::max<int64_t>(1, kChunkFloats / (src.w * g.c)), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t img = r / src.h, iy = r % src.h - g.pad_top;
-      float* d = padded + r * src.w * g.c;
-      if (iy < 0 || iy >= g.h) {
-        std::memset(d, 0, static_cast<size_t>(src.w * g.c) * sizeof(float));
-        continue;
-      }
-      std::memset(d, 0, static_cast<size_t>(x0 * g.c) * sizeof(float));
-      std::memcpy(d + x0 * g.c, in + (img * g.h + iy) * g.w * g.c, static_cast<size_t>(xn * g.c) * sizeof(float));
-      std::memset(d + (x0 + xn) * g.c, 0, static_cast<size_t>((src.w - x0 - xn) * g.c) * sizeof(float));
-    }
-  });
-}
-
 // The packed-weights inference: A is the (padded) input read in place, row i the window of
 // output position i, one segment per kernel row (kw * c floats, one source row apart); bias,
 // residual and activation are applied by gemm_packed in registers. Every (chunk, column block)
@@ -465,7 +447,10 @@ void infer_packed(float* out, const float* in, const float* w, const float* b, c
   const float* base = in;
   if (src.padded) {
     QATC_CHECK(workspace != nullptr);
-    pad_input(workspace, in, g, src);
+    // The input at (pad_top, pad_left) of an src.h x src.w map; rows and columns past the
+    // windows' extent are cropped (negative bottom and right amounts).
+    pad_forward(workspace, in, pad_geom2d(g.n, g.h, g.w, g.c, g.pad_top, src.h - g.h - g.pad_top, g.pad_left,
+                                          src.w - g.w - g.pad_left));
     base = workspace;
   }
   const int64_t K = patch_size(g);
